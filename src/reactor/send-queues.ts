@@ -1,0 +1,212 @@
+/**
+ * Outgoing bytes of every connection, kept in fixed-size chunks of native pool memory (the
+ * kernel reads them after the SEND is submitted). A connection's queue is a chain of chunk
+ * ids linked through one shared Int32Array, so queuing allocates nothing; an idle
+ * connection holds no chunk. At most one send per connection is in flight: the bytes
+ * [headOffset, headOffset + inFlight) of the chain. New bytes may be appended meanwhile.
+ */
+import { ENOBUFS } from "../api/errno.ts";
+import { assert } from "../api/errors.ts";
+import { IOVEC_SIZE, MSGHDR_IOV, MSGHDR_IOVLEN } from "../ffi/io-uring-abi.ts";
+
+/** Where chunk memory comes from (a BytePool). */
+export interface ChunkSource {
+  acquire(): number;
+  release(id: number): void;
+  slotView(id: number): Uint8Array;
+  slotAddress(id: number): number;
+  readonly available: number;
+}
+
+/** iovecs per SENDMSG: bounds the native message area per connection. */
+export const IOVECS_PER_SEND = 16;
+/** msghdr (56 B, padded to 64) followed by the iovec array. */
+export const MESSAGE_AREA_SIZE = 64 + IOVECS_PER_SEND * IOVEC_SIZE;
+
+const TWO_32 = 0x1_0000_0000;
+/** Below this, copy byte by byte: a subarray() per call would allocate. */
+const SMALL_COPY = 64;
+
+export class SendQueues {
+  /** Filled by `prepare`: a single range to SEND, or a msghdr to SENDMSG. */
+  sendAddress = 0;
+  sendLength = 0;
+
+  private readonly chunks: ChunkSource;
+  private readonly chunkSize: number;
+  private readonly head: Int32Array;
+  private readonly tail: Int32Array;
+  private readonly headOffset: Int32Array;
+  private readonly inFlight: Int32Array;
+  private readonly queued: Float64Array;
+  private readonly chunkNext: Int32Array;
+  private readonly chunkLength: Int32Array;
+  private readonly messageWords: Uint32Array;
+  private readonly messageAddress: number;
+
+  constructor(maxConnections: number, chunks: ChunkSource, chunkSize: number,
+    chunkCount: number, messageArea: Uint8Array, messageAreaAddress: number) {
+    assert(messageArea.byteLength >= maxConnections * MESSAGE_AREA_SIZE, "message area size");
+    this.chunks = chunks;
+    this.chunkSize = chunkSize;
+    this.head = new Int32Array(maxConnections).fill(-1);
+    this.tail = new Int32Array(maxConnections).fill(-1);
+    this.headOffset = new Int32Array(maxConnections);
+    this.inFlight = new Int32Array(maxConnections);
+    this.queued = new Float64Array(maxConnections);
+    this.chunkNext = new Int32Array(chunkCount).fill(-1);
+    this.chunkLength = new Int32Array(chunkCount);
+    this.messageWords = new Uint32Array(messageArea.buffer, messageArea.byteOffset,
+      (maxConnections * MESSAGE_AREA_SIZE) / 4);
+    this.messageAddress = messageAreaAddress;
+  }
+
+  /** Bytes queued and not yet confirmed sent by the kernel. */
+  queuedBytes(conn: number): number {
+    return this.queued[conn];
+  }
+
+  /** True when bytes are queued that no in-flight send covers. */
+  hasUnsent(conn: number): boolean {
+    return this.queued[conn] > this.inFlight[conn];
+  }
+
+  isSending(conn: number): boolean {
+    return this.inFlight[conn] > 0;
+  }
+
+  /** Copy data[start, end) to the end of the queue: bytes queued, or -ENOBUFS (nothing queued). */
+  append(conn: number, data: Uint8Array, start: number, end: number): number {
+    const length = end - start;
+    if (length <= 0) return 0;
+    let tail = this.tail[conn];
+    const room = tail === -1 ? 0 : this.chunkSize - this.chunkLength[tail];
+    const chunksNeeded = Math.ceil(Math.max(0, length - room) / this.chunkSize);
+    if (chunksNeeded > this.chunks.available) return -ENOBUFS;
+    let position = start;
+    while (position < end) {
+      if (tail === -1 || this.chunkLength[tail] === this.chunkSize) tail = this.addChunk(conn);
+      const used = this.chunkLength[tail];
+      const take = Math.min(end - position, this.chunkSize - used);
+      const target = this.chunks.slotView(tail);
+      if (take < SMALL_COPY) {
+        for (let i = 0; i < take; i++) target[used + i] = data[position + i];
+      } else {
+        target.set(data.subarray(position, position + take), used);
+      }
+      this.chunkLength[tail] = used + take;
+      position += take;
+    }
+    this.queued[conn] += length;
+    return length;
+  }
+
+  private addChunk(conn: number): number {
+    const id = this.chunks.acquire();
+    assert(id >= 0, "chunk pool empty after capacity check");
+    this.chunkNext[id] = -1;
+    this.chunkLength[id] = 0;
+    const tail = this.tail[conn];
+    if (tail === -1) {
+      this.head[conn] = id;
+      this.headOffset[conn] = 0;
+    } else {
+      this.chunkNext[tail] = id;
+    }
+    this.tail[conn] = id;
+    return id;
+  }
+
+  /**
+   * Describe the next send for `conn`: returns 1 for a plain SEND of
+   * (sendAddress, sendLength), 2 for a SENDMSG of the msghdr at sendAddress (sendLength
+   * bytes in all), 0 when nothing is unsent or a send is already in flight.
+   */
+  prepare(conn: number): number {
+    if (this.inFlight[conn] > 0 || this.queued[conn] === 0) return 0;
+    const head = this.head[conn];
+    const offset = this.headOffset[conn];
+    if (this.chunkNext[head] === -1) {
+      this.sendAddress = this.chunks.slotAddress(head) + offset;
+      this.sendLength = this.chunkLength[head] - offset;
+      this.inFlight[conn] = this.sendLength;
+      return 1;
+    }
+    const words = this.messageWords;
+    const base = (conn * MESSAGE_AREA_SIZE) / 4;
+    const message = this.messageAddress + conn * MESSAGE_AREA_SIZE;
+    let total = 0;
+    let count = 0;
+    for (let id = head; id !== -1 && count < IOVECS_PER_SEND; id = this.chunkNext[id]) {
+      const skip = id === head ? offset : 0;
+      const address = this.chunks.slotAddress(id) + skip;
+      const length = this.chunkLength[id] - skip;
+      const iov = base + 16 + count * 4; // iovecs start at byte 64 of the area
+      words[iov] = address >>> 0;
+      words[iov + 1] = Math.floor(address / TWO_32);
+      words[iov + 2] = length;
+      words[iov + 3] = 0;
+      total += length;
+      count++;
+    }
+    const iovAddress = message + 64;
+    for (let i = 0; i < 14; i++) words[base + i] = 0; // msghdr: no name, no control
+    words[base + MSGHDR_IOV / 4] = iovAddress >>> 0;
+    words[base + MSGHDR_IOV / 4 + 1] = Math.floor(iovAddress / TWO_32);
+    words[base + MSGHDR_IOVLEN / 4] = count;
+    this.sendAddress = message;
+    this.sendLength = total;
+    this.inFlight[conn] = total;
+    return 2;
+  }
+
+  /** The in-flight send wrote `bytes`; frees sent chunks. Returns true when the queue is empty. */
+  complete(conn: number, bytes: number): boolean {
+    assert(bytes <= this.inFlight[conn], "kernel sent more than was in flight");
+    this.inFlight[conn] = 0;
+    this.queued[conn] -= bytes;
+    let remaining = bytes;
+    while (remaining > 0) {
+      const head = this.head[conn];
+      const available = this.chunkLength[head] - this.headOffset[conn];
+      const take = Math.min(available, remaining);
+      this.headOffset[conn] += take;
+      remaining -= take;
+      if (this.headOffset[conn] === this.chunkLength[head] && this.queued[conn] > 0) {
+        this.dropHead(conn, head);
+      }
+    }
+    if (this.queued[conn] === 0) {
+      this.clear(conn);
+      return true;
+    }
+    return false;
+  }
+
+  /** The in-flight send failed: nothing of it counts as sent. */
+  abandonInFlight(conn: number): void {
+    this.inFlight[conn] = 0;
+  }
+
+  private dropHead(conn: number, head: number): void {
+    this.head[conn] = this.chunkNext[head];
+    this.headOffset[conn] = 0;
+    if (this.head[conn] === -1) this.tail[conn] = -1;
+    this.chunks.release(head);
+  }
+
+  /** Release every chunk of `conn` (connection gone, or queue fully sent). */
+  clear(conn: number): void {
+    let id = this.head[conn];
+    while (id !== -1) {
+      const next = this.chunkNext[id];
+      this.chunks.release(id);
+      id = next;
+    }
+    this.head[conn] = -1;
+    this.tail[conn] = -1;
+    this.headOffset[conn] = 0;
+    this.inFlight[conn] = 0;
+    this.queued[conn] = 0;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * A provided-buffer ring (IORING_REGISTER_PBUF_RING, 5.19+): the kernel picks a receive
+ * buffer per completion, so an idle connection owns none. Buffers live in one pool region;
+ * the ring of {addr, len, bid} entries lives in its own page-aligned mapping. Returned
+ * buffers are batched and published with one release store of the tail per loop turn.
+ */
+import { assert } from "../api/errors.ts";
+import * as abi from "../ffi/io-uring-abi.ts";
+import { systemError } from "../ffi/errno.ts";
+import { check, libc, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../ffi/libc.ts";
+import { arrayBufferAt } from "../ffi/native.ts";
+import type { UringRing } from "./uring-ring.ts";
+
+const TWO_32 = 0x1_0000_0000;
+
+export class ProvidedBufferRing {
+  readonly group: number;
+  readonly count: number;
+  readonly bufferSize: number;
+  /** One view per buffer id, made once. */
+  readonly views: Uint8Array[];
+  private readonly ring: UringRing;
+  private readonly entriesAddress: number;
+  private readonly entriesSize: number;
+  private readonly words: Uint32Array;
+  private readonly halves: Uint16Array;
+  private readonly buffersAddress: number;
+  private tailLocal = 0;
+  private tailPublished = 0;
+  /** Buffers the kernel may pick right now (published and not yet reported in a CQE). */
+  private available = 0;
+  private registered = false;
+
+  /**
+   * @param buffers memory of count × bufferSize bytes at `buffersAddress`, viewed by `view`.
+   */
+  constructor(ring: UringRing, group: number, count: number, bufferSize: number,
+    buffersAddress: number, view: Uint8Array) {
+    assert((count & (count - 1)) === 0 && count <= 32768, "buffer count: power of two ≤ 32768");
+    assert(view.byteLength >= count * bufferSize, "buffer memory too small");
+    this.ring = ring;
+    this.group = group;
+    this.count = count;
+    this.bufferSize = bufferSize;
+    this.buffersAddress = buffersAddress;
+    this.entriesSize = Math.max(4096, count * abi.BUF_ENTRY_SIZE);
+    this.entriesAddress = check("mmap", Number(libc().mmap(0, this.entriesSize,
+      PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)));
+    const entries = arrayBufferAt(this.entriesAddress, this.entriesSize);
+    this.words = new Uint32Array(entries);
+    this.halves = new Uint16Array(entries);
+    this.views = new Array<Uint8Array>(count);
+    for (let bid = 0; bid < count; bid++) {
+      this.views[bid] = view.subarray(bid * bufferSize, (bid + 1) * bufferSize);
+    }
+    const reg = new Uint32Array(new ArrayBuffer(1024));
+    reg[abi.BUF_REG_RING_ADDR / 4] = this.entriesAddress >>> 0;
+    reg[abi.BUF_REG_RING_ADDR / 4 + 1] = Math.floor(this.entriesAddress / TWO_32);
+    reg[abi.BUF_REG_RING_ENTRIES / 4] = count;
+    reg[abi.BUF_REG_BGID / 4] = group; // bgid u16, flags u16 = 0
+    const result = ring.register(abi.IORING_REGISTER_PBUF_RING, reg, 1);
+    if (result < 0) {
+      libc().munmap(this.entriesAddress, this.entriesSize);
+      throw systemError("io_uring_register(PBUF_RING)", result);
+    }
+    this.registered = true;
+    for (let bid = 0; bid < count; bid++) this.add(bid);
+    this.publish();
+  }
+
+  /** Queue buffer `bid` for the kernel again (visible after `publish`). */
+  add(bid: number): void {
+    const slot = this.tailLocal & (this.count - 1);
+    const address = this.buffersAddress + bid * this.bufferSize;
+    const base = slot * 4; // 16-byte entry = 4 words
+    this.words[base] = address >>> 0;
+    this.words[base + 1] = Math.floor(address / TWO_32);
+    this.words[base + 2] = this.bufferSize;
+    // bid shares word 3 with the tail (in entry 0), so write it as a u16 only.
+    this.halves[slot * 8 + 6] = bid;
+    this.tailLocal = (this.tailLocal + 1) & 0xffff;
+  }
+
+  /** Make every added buffer visible to the kernel: one release store of the tail. */
+  publish(): number {
+    const added = (this.tailLocal - this.tailPublished) & 0xffff;
+    if (added === 0) return 0;
+    Atomics.store(this.halves, abi.BUF_RING_TAIL / 2, this.tailLocal);
+    this.tailPublished = this.tailLocal;
+    this.available += added;
+    return added;
+  }
+
+  /** A completion consumed one buffer. */
+  taken(): void {
+    this.available--;
+  }
+
+  availableCount(): number {
+    return this.available;
+  }
+
+  inUse(): number {
+    return this.count - this.available;
+  }
+
+  close(): void {
+    if (!this.registered) return;
+    this.registered = false;
+    const reg = new Uint32Array(new ArrayBuffer(1024));
+    reg[abi.BUF_REG_BGID / 4] = this.group;
+    this.ring.register(abi.IORING_UNREGISTER_PBUF_RING, reg, 1);
+    libc().munmap(this.entriesAddress, this.entriesSize);
+  }
+}

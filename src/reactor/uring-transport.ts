@@ -1,0 +1,805 @@
+/**
+ * The io_uring backend of the Transport contract. One ring per transport (one per thread):
+ * multishot ACCEPT per listener, one multishot RECV per connection selecting buffers from a
+ * provided-buffer ring (an idle connection owns no receive buffer), sends from pool chunks
+ * (SEND, or SENDMSG over several chunks), CLOSE/ASYNC_CANCEL for teardown, CONNECT for the
+ * client side. Each loop turn enters the kernel once: submit everything queued, run task
+ * work, then dispatch the completions from the CQ in place.
+ *
+ * Connection state is struct-of-arrays indexed by slot; nothing is allocated per message.
+ */
+import {
+  EAGAIN, ECANCELED, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPIPE,
+} from "../api/errno.ts";
+import { assert, UsageError } from "../api/errors.ts";
+import type { RegionKind } from "../api/pool.ts";
+import {
+  CloseMode, type ListenOptions, type Transport, type TransportHandler, type TransportOptions,
+  type TransportStats,
+} from "../api/transport.ts";
+import * as abi from "../ffi/io-uring-abi.ts";
+import { libc, SOCK_CLOEXEC } from "../ffi/libc.ts";
+import { BytePool } from "../pool/byte-pool.ts";
+import { MemoryRegion } from "../pool/region.ts";
+import { EventfdPark } from "./eventfd-park.ts";
+import { MESSAGE_AREA_SIZE, SendQueues } from "./send-queues.ts";
+import {
+  openListener, peerAddress, SOCKADDR_IN_SIZE, setResetOnClose, tcpSocket, writeSockaddrIn,
+} from "./sockets.ts";
+import { ProvidedBufferRing } from "./uring-buf-ring.ts";
+import { UringRing } from "./uring-ring.ts";
+import { SqeWriter } from "./uring-sqe.ts";
+import * as ud from "./user-data.ts";
+
+/** Options of the io_uring backend beyond the common TransportOptions. */
+export interface UringTransportOptions extends TransportOptions {
+  /** SQ entries (power of two); default 4096. */
+  ringEntries?: number;
+  /** Keep polling this long after the last completion before parking; default 50 µs. */
+  spinMicros?: number;
+}
+
+// Connection states.
+const FREE = 0;
+const CONNECTING = 1;
+const OPEN = 2;
+/** close(Graceful) asked: waiting for the send queue to drain. */
+const CLOSING = 3;
+/** Cancel + CLOSE submitted: waiting for every in-flight operation to report. */
+const TEARDOWN = 4;
+
+// Connection flag bits.
+const RECV_ARMED = 1;
+const PAUSED = 2;
+const WANTS_BUFFERS = 4;
+const DIRTY = 8;
+const EOF_SEEN = 16;
+
+const RECV_BUFFER_GROUP = 0;
+const BUSY_TURNS_BEFORE_YIELD = 64;
+
+export class UringTransport implements Transport {
+  readonly backend = "io_uring" as const;
+
+  private readonly ring: UringRing;
+  private readonly sqe: SqeWriter;
+  private readonly buffers: ProvidedBufferRing;
+  private readonly recvRegion: MemoryRegion;
+  private readonly sendPool: BytePool;
+  private readonly metaRegion: MemoryRegion;
+  private readonly sockaddrBase: number;
+  private readonly sockaddrView: Uint8Array;
+  private readonly queues: SendQueues;
+  private readonly park: EventfdPark;
+  private readonly maxConnections: number;
+  private readonly spinMs: number;
+
+  // Per-connection state (struct of arrays).
+  private readonly fds: Int32Array;
+  private readonly states: Uint8Array;
+  private readonly flags: Uint8Array;
+  private readonly generations: Uint32Array;
+  /** Operations in flight per connection; the slot is freed when it drops to 0 in TEARDOWN. */
+  private readonly pendingOps: Uint8Array;
+  private readonly listenerOf: Int32Array;
+  private readonly closeReasons: Int32Array;
+  private readonly handlers: (TransportHandler | undefined)[];
+  private readonly freeSlots: Int32Array;
+  private freeSlotCount: number;
+  /** Received buffers held while a connection is paused: chained by buffer id. */
+  private readonly heldNext: Int32Array;
+  private readonly heldLength: Int32Array;
+  private readonly heldHead: Int32Array;
+  private readonly heldTail: Int32Array;
+
+  // Work lists (stacks of connection ids, bounded by maxConnections).
+  private readonly dirty: Int32Array;
+  private dirtyCount = 0;
+  private readonly starving: Int32Array;
+  private starvingCount = 0;
+
+  // Listeners.
+  private readonly listenerFds: number[] = [];
+  private readonly listenerPorts: number[] = [];
+  private readonly listenerHandlers: (TransportHandler | undefined)[] = [];
+  private readonly listenerOpen: boolean[] = [];
+
+  // Loop state.
+  private inTurn = false;
+  private loopScheduled = false;
+  private flushScheduled = false;
+  private lastActivity = 0;
+  private disposed = false;
+  private disposing: Promise<void> | undefined;
+  private pendingError: unknown = undefined;
+
+  // Counters.
+  private connections = 0;
+  private accepted = 0;
+  private connected = 0;
+  private closedCount = 0;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private turns = 0;
+  private parks = 0;
+  private recvBufferStalls = 0;
+  private cqOverflows = 0;
+  private refusedAccepts = 0;
+
+  constructor(options: UringTransportOptions = {}) {
+    const maxConnections = options.maxConnections ?? 65536;
+    const recvBufferSize = options.recvBufferSize ?? 16384;
+    const recvBufferCount = options.recvBufferCount ?? 1024;
+    const sendChunkSize = options.sendChunkSize ?? 16384;
+    const sendChunkCount = options.sendChunkCount ?? 4096;
+    const memory = { node: options.node, hugepages: options.hugepages ?? "auto" } as const;
+    this.maxConnections = maxConnections;
+    this.spinMs = (options.spinMicros ?? 50) / 1000;
+
+    this.ring = new UringRing({ entries: options.ringEntries ?? 4096 });
+    this.sqe = new SqeWriter(this.ring);
+    const cleanup: (() => void)[] = [() => this.ring.close()];
+    try {
+      this.recvRegion = MemoryRegion.allocate(recvBufferCount * recvBufferSize, memory);
+      cleanup.push(() => this.recvRegion.free());
+      this.buffers = new ProvidedBufferRing(this.ring, RECV_BUFFER_GROUP, recvBufferCount,
+        recvBufferSize, this.recvRegion.pointer, this.recvRegion.view);
+      cleanup.push(() => this.buffers.close());
+      this.sendPool = new BytePool(sendChunkSize, sendChunkCount, memory);
+      cleanup.push(() => this.sendPool.destroy());
+      // Per-connection native scratch the kernel reads after submission: msghdr + iovecs
+      // for SENDMSG and a sockaddr for CONNECT. Touched lazily, so it costs only what is used.
+      const messageBytes = maxConnections * MESSAGE_AREA_SIZE;
+      this.metaRegion = MemoryRegion.allocate(messageBytes + maxConnections * SOCKADDR_IN_SIZE,
+        { hugepages: "off", node: options.node });
+      cleanup.push(() => this.metaRegion.free());
+      this.queues = new SendQueues(maxConnections, this.sendPool, this.sendPool.slotSize,
+        sendChunkCount, this.metaRegion.view, this.metaRegion.pointer);
+      this.sockaddrBase = messageBytes;
+      this.sockaddrView = this.metaRegion.view;
+      this.park = new EventfdPark(this.ring, this.onWake);
+    } catch (error) {
+      for (const undo of cleanup.reverse()) undo();
+      throw error;
+    }
+
+    this.fds = new Int32Array(maxConnections).fill(-1);
+    this.states = new Uint8Array(maxConnections);
+    this.flags = new Uint8Array(maxConnections);
+    this.generations = new Uint32Array(maxConnections);
+    this.pendingOps = new Uint8Array(maxConnections);
+    this.listenerOf = new Int32Array(maxConnections).fill(-1);
+    this.closeReasons = new Int32Array(maxConnections);
+    this.handlers = new Array<TransportHandler | undefined>(maxConnections).fill(undefined);
+    this.freeSlots = new Int32Array(maxConnections);
+    for (let i = 0; i < maxConnections; i++) this.freeSlots[i] = maxConnections - 1 - i;
+    this.freeSlotCount = maxConnections;
+    this.heldNext = new Int32Array(recvBufferCount).fill(-1);
+    this.heldLength = new Int32Array(recvBufferCount);
+    this.heldHead = new Int32Array(maxConnections).fill(-1);
+    this.heldTail = new Int32Array(maxConnections).fill(-1);
+    this.dirty = new Int32Array(maxConnections);
+    this.starving = new Int32Array(maxConnections);
+  }
+
+  /** Ring set-up facts for diagnostics: flags the kernel accepted, where the calls come from. */
+  get ringInfo() {
+    return {
+      flags: this.ring.flags, features: this.ring.features,
+      deferTaskrun: this.ring.deferTaskrun, sqEntries: this.ring.sqEntries,
+      cqEntries: this.ring.cqEntries,
+    };
+  }
+
+  // ---------------------------------------------------------------- listeners
+
+  listen(options: ListenOptions, handler: TransportHandler): number {
+    this.assertLive();
+    const { fd, port } = openListener(options.hostname ?? "0.0.0.0", options.port,
+      options.backlog ?? 4096, options.reusePort ?? false);
+    const id = this.listenerFds.length;
+    this.listenerFds.push(fd);
+    this.listenerPorts.push(port);
+    this.listenerHandlers.push(handler);
+    this.listenerOpen.push(true);
+    this.armAccept(id);
+    this.scheduleFlush();
+    return id;
+  }
+
+  listenerPort(listener: number): number {
+    const port = this.listenerPorts[listener];
+    if (port === undefined) throw new UsageError("WS_ERR_NO_LISTENER", "no such listener");
+    return port;
+  }
+
+  closeListener(listener: number): void {
+    if (!this.listenerOpen[listener]) return;
+    this.listenerOpen[listener] = false;
+    const sqe = this.takeSqe();
+    // Cancel the multishot accept, then close the socket once the cancel has run.
+    this.sqe.prepCancel(sqe, listener, ud.userHigh(ud.OP_ACCEPT, 0), -1, 0,
+      listener, ud.userHigh(ud.OP_LISTENER_CANCEL, 0));
+    this.sqe.setFlags(sqe, abi.IOSQE_IO_HARDLINK); // close even when nothing was cancelled
+    this.sqe.prepClose(this.takeSqe(), this.listenerFds[listener], listener,
+      ud.userHigh(ud.OP_LISTENER_CLOSE, 0));
+    this.scheduleFlush();
+  }
+
+  private armAccept(listener: number): void {
+    this.sqe.prepMultishotAccept(this.takeSqe(), this.listenerFds[listener], SOCK_CLOEXEC,
+      listener, ud.userHigh(ud.OP_ACCEPT, 0));
+  }
+
+  // ---------------------------------------------------------------- connections
+
+  connect(host: string, port: number, handler: TransportHandler): number {
+    this.assertLive();
+    const conn = this.allocateSlot();
+    if (conn < 0) throw new UsageError("WS_ERR_TOO_MANY_CONNECTIONS", "maxConnections reached");
+    const fd = tcpSocket();
+    this.openSlot(conn, fd, -1, handler, CONNECTING);
+    const offset = this.sockaddrBase + conn * SOCKADDR_IN_SIZE;
+    writeSockaddrIn(this.sockaddrView, offset, host, port);
+    this.sqe.prepConnect(this.takeSqe(), fd, this.metaRegion.pointer + offset, SOCKADDR_IN_SIZE,
+      conn, ud.userHigh(ud.OP_CONNECT, this.generations[conn]));
+    this.pendingOps[conn]++;
+    this.scheduleFlush();
+    return conn;
+  }
+
+  send(conn: number, data: Uint8Array, start: number, end: number): number {
+    const state = this.states[conn];
+    if (state !== OPEN && state !== CONNECTING) return -EPIPE;
+    const queued = this.queues.append(conn, data, start, end);
+    if (queued > 0 && (this.flags[conn] & DIRTY) === 0) {
+      this.flags[conn] |= DIRTY;
+      this.dirty[this.dirtyCount++] = conn;
+      if (!this.inTurn) this.scheduleFlush();
+    }
+    return queued;
+  }
+
+  bufferedAmount(conn: number): number {
+    return this.states[conn] === FREE ? 0 : this.queues.queuedBytes(conn);
+  }
+
+  pause(conn: number): void {
+    if (this.states[conn] !== OPEN || (this.flags[conn] & PAUSED) !== 0) return;
+    this.flags[conn] |= PAUSED;
+    if ((this.flags[conn] & RECV_ARMED) === 0) return;
+    // Stop the multishot receive so a paused peer cannot drain the shared buffer ring; what
+    // arrives before the cancel lands is held and delivered on resume.
+    this.sqe.prepCancel(this.takeSqe(), conn, ud.userHigh(ud.OP_RECV, this.generations[conn]),
+      -1, 0, conn, ud.userHigh(ud.OP_CANCEL, this.generations[conn]));
+    this.pendingOps[conn]++;
+    if (!this.inTurn) this.scheduleFlush();
+  }
+
+  resume(conn: number): void {
+    if ((this.flags[conn] & PAUSED) === 0) return;
+    this.flags[conn] &= ~PAUSED;
+    if (this.states[conn] !== OPEN) return;
+    this.markDirty(conn); // the flush step delivers held buffers and re-arms the receive
+  }
+
+  close(conn: number, mode: CloseMode = CloseMode.Graceful): void {
+    const state = this.states[conn];
+    if (state === FREE || state === TEARDOWN) return;
+    if (mode === CloseMode.Abort) {
+      setResetOnClose(this.fds[conn]);
+      this.teardown(conn, 0);
+      return;
+    }
+    if (state === CLOSING) return;
+    this.states[conn] = CLOSING;
+    if (!this.queues.isSending(conn) && this.queues.queuedBytes(conn) === 0) {
+      this.teardown(conn, 0);
+    } else {
+      this.markDirty(conn);
+    }
+  }
+
+  remoteAddress(conn: number): string {
+    return this.states[conn] === FREE ? "" : peerAddress(this.fds[conn]);
+  }
+
+  private allocateSlot(): number {
+    if (this.freeSlotCount === 0) return -1;
+    return this.freeSlots[--this.freeSlotCount];
+  }
+
+  private openSlot(conn: number, fd: number, listener: number, handler: TransportHandler,
+    state: number): void {
+    assert(this.states[conn] === FREE, "slot reused while in use");
+    this.fds[conn] = fd;
+    this.states[conn] = state;
+    this.flags[conn] = 0;
+    this.pendingOps[conn] = 0;
+    this.listenerOf[conn] = listener;
+    this.closeReasons[conn] = 0;
+    this.handlers[conn] = handler;
+    this.connections++;
+  }
+
+  private armRecv(conn: number): void {
+    this.sqe.prepRecvMultishot(this.takeSqe(), this.fds[conn], RECV_BUFFER_GROUP, conn,
+      ud.userHigh(ud.OP_RECV, this.generations[conn]));
+    this.flags[conn] |= RECV_ARMED;
+    this.pendingOps[conn]++;
+  }
+
+  /** Cancel whatever is in flight on the socket, then CLOSE it; onClose when all report. */
+  private teardown(conn: number, reason: number): void {
+    if (this.states[conn] === TEARDOWN) return;
+    if (this.closeReasons[conn] === 0) this.closeReasons[conn] = reason;
+    this.states[conn] = TEARDOWN;
+    const high = this.generations[conn];
+    if (this.pendingOps[conn] > 0) {
+      const cancel = this.takeSqe();
+      this.sqe.prepCancel(cancel, 0, 0, this.fds[conn],
+        abi.IORING_ASYNC_CANCEL_FD | abi.IORING_ASYNC_CANCEL_ALL,
+        conn, ud.userHigh(ud.OP_CANCEL, high));
+      this.sqe.setFlags(cancel, abi.IOSQE_IO_HARDLINK); // the close runs whatever the cancel found
+      this.pendingOps[conn]++;
+    }
+    this.sqe.prepClose(this.takeSqe(), this.fds[conn], conn, ud.userHigh(ud.OP_CLOSE, high));
+    this.pendingOps[conn]++;
+    if (!this.inTurn) this.scheduleFlush();
+  }
+
+  private finishTeardown(conn: number): void {
+    const handler = this.handlers[conn];
+    const reason = this.closeReasons[conn];
+    this.releaseHeld(conn);
+    this.queues.clear(conn);
+    this.states[conn] = FREE;
+    this.flags[conn] = 0;
+    this.fds[conn] = -1;
+    this.handlers[conn] = undefined;
+    this.generations[conn] = (this.generations[conn] + 1) & ud.GENERATION_MASK;
+    this.freeSlots[this.freeSlotCount++] = conn;
+    this.connections--;
+    this.closedCount++;
+    if (handler !== undefined) {
+      try {
+        handler.onClose(conn, reason);
+      } catch (error) {
+        this.pendingError ??= error;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private takeSqe(): number {
+    let sqe = this.ring.getSqe();
+    if (sqe < 0) {
+      // SQ full: submit what is queued (no wait) and try again.
+      this.ring.enter(0, false);
+      sqe = this.ring.getSqe();
+      assert(sqe >= 0, "SQ still full after submit");
+    }
+    return sqe;
+  }
+
+  private markDirty(conn: number): void {
+    if ((this.flags[conn] & DIRTY) !== 0) return;
+    this.flags[conn] |= DIRTY;
+    this.dirty[this.dirtyCount++] = conn;
+    if (!this.inTurn) this.scheduleFlush();
+  }
+
+  /** Work queued outside a turn (a send from a timer): run a turn in a microtask. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.disposed) return;
+    this.flushScheduled = true;
+    queueMicrotask(this.flushTask);
+  }
+
+  private readonly flushTask = (): void => {
+    this.flushScheduled = false;
+    if (this.disposed || this.inTurn) return;
+    this.turn();
+    this.continueLoop();
+  };
+
+  private readonly onWake = (): void => {
+    if (this.disposed) return;
+    this.loop();
+  };
+
+  private readonly loopTask = (): void => {
+    this.loopScheduled = false;
+    if (!this.disposed) this.loop();
+  };
+
+  /** Run turns while completions keep coming, then yield to Bun's loop or park. */
+  private loop(): void {
+    for (let i = 0; i < BUSY_TURNS_BEFORE_YIELD; i++) {
+      if (this.turn() === 0) break;
+    }
+    this.continueLoop();
+  }
+
+  private continueLoop(): void {
+    if (this.disposed || this.loopScheduled) return;
+    if (performance.now() - this.lastActivity < this.spinMs || this.ring.pendingSubmissions()) {
+      this.loopScheduled = true;
+      setImmediate(this.loopTask);
+      return;
+    }
+    this.parks++;
+    this.park.park();
+  }
+
+  /**
+   * One turn: submit + reap in one io_uring_enter, dispatch every completion from the CQ,
+   * publish returned buffers, queue sends of connections that wrote. Returns completions seen.
+   */
+  private turn(): number {
+    this.inTurn = true;
+    let seen = 0;
+    try {
+      this.flushConnections();
+      const entered = this.ring.enter(0, true);
+      if (entered < 0 && entered !== -EINTR && entered !== -EAGAIN) {
+        throw new Error(`io_uring_enter failed: ${entered}`);
+      }
+      if (this.ring.cqOverflowPending()) this.cqOverflows++;
+      seen = this.reap();
+      this.flushConnections();
+      this.buffers.publish();
+      this.feedStarving();
+      this.turns++;
+      if (seen > 0) this.lastActivity = performance.now();
+    } finally {
+      this.inTurn = false;
+    }
+    if (this.pendingError !== undefined) {
+      const error = this.pendingError;
+      this.pendingError = undefined;
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+    return seen;
+  }
+
+  private reap(): number {
+    const ready = this.ring.readyCount();
+    if (ready === 0) return 0;
+    const words = this.ring.cqeWords;
+    const results = this.ring.cqeResults;
+    const mask = this.ring.cqMask;
+    let head = this.ring.cqHead();
+    for (let i = 0; i < ready; i++, head++) {
+      const base = (head & mask) << 2;
+      this.complete(words[base], words[base + 1], results[base + 2], words[base + 3]);
+    }
+    this.ring.advanceCq(ready);
+    return ready;
+  }
+
+  private complete(slot: number, high: number, result: number, cqeFlags: number): void {
+    switch (ud.opOf(high)) {
+      case ud.OP_RECV:
+        return this.recvCallback(slot, high, result, cqeFlags);
+      case ud.OP_SEND:
+        return this.sendCallback(slot, high, result);
+      case ud.OP_ACCEPT:
+        return this.acceptCallback(slot, result, cqeFlags);
+      case ud.OP_CONNECT:
+        return this.connectCallback(slot, high, result);
+      case ud.OP_CLOSE:
+      case ud.OP_CANCEL:
+        return this.opDone(slot, high);
+      case ud.OP_LISTENER_CLOSE:
+        this.listenerHandlers[slot] = undefined;
+        this.listenerFds[slot] = -1; // closed by the ring: never close this number again
+        return;
+      default:
+        return; // OP_WAKE, OP_LISTENER_CANCEL: nothing to do
+    }
+  }
+
+  private isCurrent(conn: number, high: number): boolean {
+    return this.states[conn] !== FREE && ud.generationOf(high) === this.generations[conn];
+  }
+
+  private opDone(conn: number, high: number): void {
+    if (!this.isCurrent(conn, high)) return;
+    if (--this.pendingOps[conn] === 0 && this.states[conn] === TEARDOWN) {
+      this.finishTeardown(conn);
+    }
+  }
+
+  private acceptCallback(listener: number, result: number, cqeFlags: number): void {
+    const rearm = (cqeFlags & abi.IORING_CQE_F_MORE) === 0 && this.listenerOpen[listener];
+    if (result >= 0) {
+      const handler = this.listenerHandlers[listener];
+      const conn = this.allocateSlot();
+      if (conn < 0 || handler === undefined || !this.listenerOpen[listener]) {
+        this.refusedAccepts++;
+        libc().close(result); // over maxConnections: the peer sees the connection closed
+      } else {
+        this.accepted++;
+        this.openSlot(conn, result, listener, handler, OPEN);
+        this.armRecv(conn);
+        this.invokeOpen(conn, listener);
+      }
+    } else if (result === -EMFILE || result === -ENFILE || result === -ENOMEM ||
+      result === -ENOBUFS) {
+      // Out of descriptors or memory: retry after a pause instead of spinning on errors.
+      if (rearm) {
+        setTimeout(() => {
+          if (this.listenerOpen[listener] && !this.disposed) {
+            this.armAccept(listener);
+            this.scheduleFlush();
+          }
+        }, 50);
+      }
+      return;
+    }
+    if (rearm && result !== -ECANCELED) this.armAccept(listener);
+  }
+
+  private connectCallback(conn: number, high: number, result: number): void {
+    if (!this.isCurrent(conn, high)) return;
+    this.pendingOps[conn]--;
+    if (this.states[conn] !== CONNECTING) {
+      if (this.pendingOps[conn] === 0 && this.states[conn] === TEARDOWN) this.finishTeardown(conn);
+      return;
+    }
+    if (result < 0) {
+      this.teardown(conn, result);
+      return;
+    }
+    this.connected++;
+    this.states[conn] = OPEN;
+    this.armRecv(conn);
+    this.invokeOpen(conn, -1);
+    if (this.queues.queuedBytes(conn) > 0) this.markDirty(conn);
+  }
+
+  private invokeOpen(conn: number, listener: number): void {
+    try {
+      this.handlers[conn]!.onOpen(conn, listener);
+    } catch (error) {
+      this.pendingError ??= error;
+      this.close(conn, CloseMode.Abort);
+    }
+  }
+
+  private recvCallback(conn: number, high: number, result: number, cqeFlags: number): void {
+    const hasBuffer = (cqeFlags & abi.IORING_CQE_F_BUFFER) !== 0;
+    const bid = cqeFlags >>> abi.IORING_CQE_BUFFER_SHIFT;
+    if (hasBuffer) this.buffers.taken();
+    const more = (cqeFlags & abi.IORING_CQE_F_MORE) !== 0;
+    if (!this.isCurrent(conn, high)) {
+      if (hasBuffer) this.buffers.add(bid);
+      return;
+    }
+    if (!more) {
+      this.flags[conn] &= ~RECV_ARMED;
+      this.pendingOps[conn]--;
+    }
+    const state = this.states[conn];
+    if (result > 0) {
+      this.bytesIn += result;
+      if (state === TEARDOWN || !hasBuffer) {
+        if (hasBuffer) this.buffers.add(bid);
+      } else if ((this.flags[conn] & PAUSED) !== 0 || this.heldHead[conn] !== -1) {
+        this.holdBuffer(conn, bid, result);
+      } else {
+        this.deliver(conn, bid, result);
+      }
+      if (!more && this.states[conn] !== TEARDOWN) this.rearmRecv(conn);
+    } else if (result === 0 || result === -ECONNABORTED) {
+      if (hasBuffer) this.buffers.add(bid);
+      this.endOfStream(conn);
+    } else if (result === -ENOBUFS) {
+      this.recvBufferStalls++;
+      if (state !== TEARDOWN) this.starve(conn);
+    } else if (result !== -ECANCELED) {
+      if (hasBuffer) this.buffers.add(bid);
+      this.teardown(conn, result); // ECONNRESET, ETIMEDOUT...
+    }
+    if (this.pendingOps[conn] === 0 && this.states[conn] === TEARDOWN) this.finishTeardown(conn);
+  }
+
+  private deliver(conn: number, bid: number, length: number): void {
+    try {
+      this.handlers[conn]!.onData(conn, this.buffers.views[bid], 0, length);
+    } catch (error) {
+      this.pendingError ??= error;
+      this.close(conn, CloseMode.Abort);
+    }
+    this.buffers.add(bid);
+  }
+
+  private holdBuffer(conn: number, bid: number, length: number): void {
+    this.heldLength[bid] = length;
+    this.heldNext[bid] = -1;
+    const tail = this.heldTail[conn];
+    if (tail === -1) this.heldHead[conn] = bid;
+    else this.heldNext[tail] = bid;
+    this.heldTail[conn] = bid;
+  }
+
+  private deliverHeld(conn: number): void {
+    while (this.heldHead[conn] !== -1 && (this.flags[conn] & PAUSED) === 0 &&
+      this.states[conn] !== TEARDOWN && this.states[conn] !== FREE) {
+      const bid = this.heldHead[conn];
+      this.heldHead[conn] = this.heldNext[bid];
+      if (this.heldHead[conn] === -1) this.heldTail[conn] = -1;
+      this.deliver(conn, bid, this.heldLength[bid]);
+    }
+  }
+
+  private releaseHeld(conn: number): void {
+    for (let bid = this.heldHead[conn]; bid !== -1; bid = this.heldNext[bid]) this.buffers.add(bid);
+    this.heldHead[conn] = -1;
+    this.heldTail[conn] = -1;
+  }
+
+  private rearmRecv(conn: number): void {
+    const state = this.states[conn];
+    if ((this.flags[conn] & (RECV_ARMED | EOF_SEEN | PAUSED)) !== 0) return;
+    if (state !== OPEN && state !== CLOSING) return;
+    this.armRecv(conn);
+  }
+
+  private starve(conn: number): void {
+    if ((this.flags[conn] & WANTS_BUFFERS) !== 0) return;
+    this.flags[conn] |= WANTS_BUFFERS;
+    this.starving[this.starvingCount++] = conn;
+  }
+
+  /** Re-arm receives that ran out of buffers, as far as published buffers allow. */
+  private feedStarving(): void {
+    while (this.starvingCount > 0 && this.buffers.availableCount() > 0) {
+      const conn = this.starving[--this.starvingCount];
+      this.flags[conn] &= ~WANTS_BUFFERS;
+      this.rearmRecv(conn);
+    }
+  }
+
+  private endOfStream(conn: number): void {
+    const state = this.states[conn];
+    if ((this.flags[conn] & EOF_SEEN) !== 0 || state === TEARDOWN) return;
+    this.flags[conn] |= EOF_SEEN;
+    if (state === OPEN) {
+      try {
+        this.handlers[conn]!.onEnd(conn);
+      } catch (error) {
+        this.pendingError ??= error;
+      }
+    }
+    this.close(conn, CloseMode.Graceful);
+  }
+
+  private sendCallback(conn: number, high: number, result: number): void {
+    if (!this.isCurrent(conn, high)) return;
+    this.pendingOps[conn]--;
+    const state = this.states[conn];
+    if (state === TEARDOWN) {
+      this.queues.abandonInFlight(conn);
+      if (this.pendingOps[conn] === 0) this.finishTeardown(conn);
+      return;
+    }
+    if (result < 0) {
+      this.queues.abandonInFlight(conn);
+      this.teardown(conn, result === -ECANCELED ? -EPIPE : result);
+      return;
+    }
+    this.bytesOut += result;
+    const empty = this.queues.complete(conn, result);
+    if (!empty) {
+      this.markDirty(conn);
+      return;
+    }
+    if (state === CLOSING) {
+      this.teardown(conn, 0);
+      return;
+    }
+    try {
+      this.handlers[conn]!.onDrain(conn);
+    } catch (error) {
+      this.pendingError ??= error;
+      this.close(conn, CloseMode.Abort);
+    }
+  }
+
+  /** For each connection that wrote or resumed: deliver held data, submit its next send. */
+  private flushConnections(): void {
+    while (this.dirtyCount > 0) {
+      const conn = this.dirty[--this.dirtyCount];
+      this.flags[conn] &= ~DIRTY;
+      const state = this.states[conn];
+      if (state === FREE || state === TEARDOWN) continue;
+      if (this.heldHead[conn] !== -1) this.deliverHeld(conn);
+      this.rearmRecv(conn);
+      if (state === CONNECTING) continue;
+      const kind = this.queues.prepare(conn);
+      if (kind === 0) continue;
+      const sqe = this.takeSqe();
+      const high = ud.userHigh(ud.OP_SEND, this.generations[conn]);
+      const msgFlags = abi.MSG_NOSIGNAL | abi.MSG_WAITALL;
+      if (kind === 1) {
+        this.sqe.prepSend(sqe, this.fds[conn], this.queues.sendAddress, this.queues.sendLength,
+          msgFlags, conn, high);
+      } else {
+        this.sqe.prepSendmsg(sqe, this.fds[conn], this.queues.sendAddress, msgFlags, conn, high);
+      }
+      this.pendingOps[conn]++;
+    }
+  }
+
+  // ---------------------------------------------------------------- stats and disposal
+
+  stats(): TransportStats {
+    const recvRegionKind: RegionKind = this.recvRegion.freed ? "plain" : this.recvRegion.kind;
+    const recvStats = {
+      slotSize: this.buffers.bufferSize, capacity: this.buffers.count,
+      inUse: this.buffers.inUse(), highWater: this.buffers.inUse(),
+      regionKind: recvRegionKind, node: this.recvRegion.node,
+      bytes: this.buffers.count * this.buffers.bufferSize,
+    };
+    return {
+      backend: this.backend,
+      connections: this.connections,
+      accepted: this.accepted,
+      connected: this.connected,
+      closed: this.closedCount,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      turns: this.turns,
+      parks: this.parks,
+      recvBufferStalls: this.recvBufferStalls,
+      cqOverflows: this.cqOverflows,
+      recvBuffers: recvStats,
+      sendBuffers: this.sendPool.destroyed ? { ...recvStats, inUse: 0 } : this.sendPool.stats(),
+      regionKind: recvRegionKind,
+      node: this.recvRegion.node,
+    };
+  }
+
+  /** Accepts refused because maxConnections was reached. */
+  get refused(): number {
+    return this.refusedAccepts;
+  }
+
+  dispose(): Promise<void> {
+    this.disposing ??= this.disposeNow();
+    return this.disposing;
+  }
+
+  private async disposeNow(): Promise<void> {
+    for (let id = 0; id < this.listenerFds.length; id++) this.closeListener(id);
+    for (let conn = 0; conn < this.maxConnections; conn++) {
+      if (this.states[conn] === FREE) continue;
+      this.closeReasons[conn] = -ECANCELED;
+      this.close(conn, CloseMode.Abort);
+    }
+    // Drive the ring until every connection reported (bounded: a stuck op must not hang us).
+    const deadline = performance.now() + 2000;
+    while (this.connections > 0 && performance.now() < deadline) {
+      if (this.turn() === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    this.disposed = true;
+    this.park.close();
+    this.buffers.close();
+    this.ring.close(); // closing the ring cancels anything left and closes listener sockets
+    for (const fd of this.listenerFds) if (fd >= 0) libc().close(fd);
+    this.sendPool.destroy();
+    this.recvRegion.free();
+    this.metaRegion.free();
+  }
+
+  private assertLive(): void {
+    if (this.disposed || this.disposing !== undefined) {
+      throw new UsageError("WS_ERR_DISPOSED", "the transport was disposed");
+    }
+  }
+}
