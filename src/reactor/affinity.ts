@@ -4,13 +4,13 @@
  * itself. These run at thread setup, never per message.
  */
 import { readdirSync } from "node:fs";
+import { EINVAL } from "../api/errno.ts";
 import { UsageError } from "../api/errors.ts";
 import { systemError } from "../ffi/errno.ts";
 import { CPU_SET_BYTES, check, lastErrno, libc } from "../ffi/libc.ts";
 import { numaNodeOfCpu, numaStatus } from "../ffi/numa.ts";
 import { PoolErrorCode } from "../pool/pool-errors.ts";
 
-const EINVAL = 22;
 /** Largest mask we try: 2^19 CPUs, far above any kernel's NR_CPUS. */
 const MASK_BYTES_MAX = 64 * 1024;
 
@@ -25,7 +25,8 @@ export function pinThreadToCpu(cpu: number): void {
  */
 export function setThreadAffinity(cpus: readonly number[]): void {
   if (cpus.length === 0) {
-    throw new UsageError(PoolErrorCode.INVALID_ARGUMENT, "setThreadAffinity needs at least one CPU");
+    throw new UsageError(PoolErrorCode.INVALID_ARGUMENT,
+      "setThreadAffinity needs at least one CPU");
   }
   let highest = 0;
   for (const cpu of cpus) {

@@ -170,9 +170,12 @@ export class SendQueues {
       const head = this.head[conn];
       const available = this.chunkLength[head] - this.headOffset[conn];
       const take = Math.min(available, remaining);
+      assert(take > 0, "completion beyond the queued bytes");
       this.headOffset[conn] += take;
       remaining -= take;
-      if (this.headOffset[conn] === this.chunkLength[head] && this.queued[conn] > 0) {
+      // A fully sent chunk with a successor goes back to the pool; the last one stays as the
+      // tail (more bytes may be appended to it) until the whole queue is empty.
+      if (this.headOffset[conn] === this.chunkLength[head] && this.chunkNext[head] !== -1) {
         this.dropHead(conn, head);
       }
     }

@@ -35,6 +35,8 @@ import * as ud from "./user-data.ts";
 export interface UringTransportOptions extends TransportOptions {
   /** SQ entries (power of two); default 4096. */
   ringEntries?: number;
+  /** CQ entries; default 4 × ringEntries. Small values exercise CQ overflow in tests. */
+  cqEntries?: number;
   /** Keep polling this long after the last completion before parking; default 50 µs. */
   spinMicros?: number;
 }
@@ -136,7 +138,7 @@ export class UringTransport implements Transport {
     this.maxConnections = maxConnections;
     this.spinMs = (options.spinMicros ?? 50) / 1000;
 
-    this.ring = new UringRing({ entries: options.ringEntries ?? 4096 });
+    this.ring = new UringRing({ entries: options.ringEntries ?? 4096, cqEntries: options.cqEntries });
     this.sqe = new SqeWriter(this.ring);
     const cleanup: (() => void)[] = [() => this.ring.close()];
     try {
