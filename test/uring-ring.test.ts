@@ -8,7 +8,7 @@ import { EBADF, ECANCELED, ENOENT, ETIME } from "../src/api/errno.ts";
 import { SystemError } from "../src/api/errors.ts";
 import * as abi from "../src/ffi/io-uring-abi.ts";
 import { AF_INET, check, libc, SHUT_WR, SOCK_STREAM } from "../src/ffi/libc.ts";
-import { addressOf } from "../src/ffi/native.ts";
+import { addressOf } from "../src/ffi/memory.ts";
 import { MemoryRegion } from "../src/pool/region.ts";
 import { UringRing } from "../src/reactor/uring-ring.ts";
 import { SqeWriter } from "../src/reactor/uring-sqe.ts";

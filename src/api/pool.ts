@@ -8,7 +8,7 @@ export type RegionKind = "hugetlb" | "thp" | "plain";
 
 /** Where a region wants to live and how hard to try for hugepages. */
 export interface RegionOptions {
-  /** NUMA node to place the memory on; undefined = wherever the kernel puts it. */
+  /** NUMA node to place the memory on; undefined = the node of the CPU we run on; -1 = no placement. */
   node?: number;
   /** "auto": MAP_HUGETLB, else THP, else plain. "off": plain pages only. */
   hugepages?: "auto" | "off";

@@ -96,9 +96,9 @@ export const O_NONBLOCK = 0o4000;
 // Appended for src/pool (regions) and src/reactor/affinity.ts.
 /** madvise: prefault writable (Linux 5.14+); fails with an error instead of SIGBUS. */
 export const MADV_POPULATE_WRITE = 23;
+export const MADV_NOHUGEPAGE = 15;
 /** sizeof(cpu_set_t) in glibc: CPU_SETSIZE 1024 bits. */
 export const CPU_SET_BYTES = 128;
-export const SYS_mbind = 237;
 export const SYS_get_mempolicy = 239;
 export const MPOL_DEFAULT = 0;
 export const MPOL_BIND = 2;
@@ -110,6 +110,5 @@ export const MPOL_F_ADDR = 2;
  * (libnuma's void functions such as numa_tonode_memory).
  */
 export function clearErrno(): void {
-  if (opened === undefined) libc();
-  opened!.memset(errnoAddress, 0, 4);
+  libc().memset(errnoAddress, 0, 4);
 }
