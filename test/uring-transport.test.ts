@@ -8,11 +8,22 @@ import { ECONNREFUSED } from "../src/api/errno.ts";
 import { CloseMode, type TransportHandler } from "../src/api/transport.ts";
 import { UringTransport, type UringTransportOptions } from "../src/reactor/uring-transport.ts";
 import { ioUringUnavailable } from "./support/platform.ts";
-import { echoOnce, pattern, waitUntil, withTimeout } from "./support/tcp-clients.ts";
+import { patternBytes as pattern } from "./support/bytes.ts";
+import { echoOnce } from "./support/tcp-clients.ts";
+import { runTransportContract } from "./support/transport-contract.ts";
+import { waitFor as waitUntil, withTimeout } from "./support/wait-for.ts";
 
 const skipReason = ioUringUnavailable();
 if (skipReason) console.log(`[skip] io_uring transport tests: ${skipReason}`);
 const suite = skipReason ? describe.skip : describe;
+
+if (!skipReason) {
+  runTransportContract({
+    name: "io_uring",
+    create: () => new UringTransport({ maxConnections: 1024, recvBufferCount: 256,
+      sendChunkCount: 1024 }),
+  });
+}
 
 const live: UringTransport[] = [];
 afterEach(async () => {

@@ -5,7 +5,8 @@
  * knows which backend runs.
  *
  * Identities are small integers: a connection id is a slot index that is valid from
- * `onOpen` until `onClose` returns, after which the transport may reuse it. Results follow
+ * `onOpen` until `onClose` returns, after which the transport may reuse it for a new
+ * connection, so callers must drop an id in `onClose` and never use it afterwards. Results follow
  * the kernel: >= 0 is success, < 0 is -errno (see ./errno.ts).
  */
 import type { PoolStats, RegionKind } from "./pool.ts";
@@ -89,14 +90,15 @@ export interface Transport {
   /** Stop accepting on a listener; open connections are untouched. */
   closeListener(listener: number): void;
   /**
-   * Open an outgoing connection to an IPv4 address. Returns the connection id at once;
-   * `onOpen` follows, or `onClose(conn, -ECONNREFUSED...)`.
+   * Open an outgoing connection to an IPv4 address. Returns the connection id at once
+   * (`onOpen` follows, or `onClose(conn, -ECONNREFUSED...)`), or -EMFILE when
+   * maxConnections connections exist. Bytes sent before `onOpen` are queued.
    */
   connect(host: string, port: number, handler: TransportHandler): number;
   /**
    * Queue `data[start, end)` for sending; the bytes are copied, so `data` may be reused when
-   * this returns. Returns the number of bytes queued, or -errno: -EPIPE when the connection
-   * is closing or closed, -ENOBUFS when send memory is exhausted.
+   * this returns. All or nothing: returns `end - start`, or -errno with nothing queued:
+   * -EPIPE when the connection is closing or closed, -ENOBUFS when send memory is exhausted.
    */
   send(conn: number, data: Uint8Array, start: number, end: number): number;
   /** Bytes queued and not yet handed to the kernel. */

@@ -8,7 +8,7 @@ import { assert } from "../api/errors.ts";
 import * as abi from "../ffi/io-uring-abi.ts";
 import { systemError } from "../ffi/errno.ts";
 import { check, libc, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../ffi/libc.ts";
-import { arrayBufferAt } from "../ffi/native.ts";
+import { arrayBufferAt } from "../ffi/memory.ts";
 import type { UringRing } from "./uring-ring.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -29,6 +29,7 @@ export class ProvidedBufferRing {
   private tailPublished = 0;
   /** Buffers the kernel may pick right now (published and not yet reported in a CQE). */
   private available = 0;
+  private inUseHighWater = 0;
   private registered = false;
 
   /**
@@ -94,6 +95,13 @@ export class ProvidedBufferRing {
   /** A completion consumed one buffer. */
   taken(): void {
     this.available--;
+    const inUse = this.count - this.available;
+    if (inUse > this.inUseHighWater) this.inUseHighWater = inUse;
+  }
+
+  /** Most buffers ever out of the ring at once (with the kernel's data or a handler). */
+  highWater(): number {
+    return this.inUseHighWater;
   }
 
   availableCount(): number {

@@ -11,7 +11,7 @@ import { systemError } from "../ffi/errno.ts";
 import {
   check, libc, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE,
 } from "../ffi/libc.ts";
-import { arrayBufferAt } from "../ffi/native.ts";
+import { arrayBufferAt } from "../ffi/memory.ts";
 import { uring, type UringCalls } from "../ffi/uring.ts";
 
 export interface RingOptions {

@@ -37,6 +37,8 @@ export interface UringTransportOptions extends TransportOptions {
   ringEntries?: number;
   /** CQ entries; default 4 × ringEntries. Small values exercise CQ overflow in tests. */
   cqEntries?: number;
+  /** Use SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them (6.1+); default true. */
+  deferTaskrun?: boolean;
   /** Keep polling this long after the last completion before parking; default 50 µs. */
   spinMicros?: number;
 }
@@ -138,7 +140,8 @@ export class UringTransport implements Transport {
     this.maxConnections = maxConnections;
     this.spinMs = (options.spinMicros ?? 50) / 1000;
 
-    this.ring = new UringRing({ entries: options.ringEntries ?? 4096, cqEntries: options.cqEntries });
+    this.ring = new UringRing({ entries: options.ringEntries ?? 4096, cqEntries: options.cqEntries,
+      deferTaskrun: options.deferTaskrun });
     this.sqe = new SqeWriter(this.ring);
     const cleanup: (() => void)[] = [() => this.ring.close()];
     try {
@@ -238,8 +241,14 @@ export class UringTransport implements Transport {
   connect(host: string, port: number, handler: TransportHandler): number {
     this.assertLive();
     const conn = this.allocateSlot();
-    if (conn < 0) throw new UsageError("WS_ERR_TOO_MANY_CONNECTIONS", "maxConnections reached");
-    const fd = tcpSocket();
+    if (conn < 0) return -EMFILE;
+    let fd: number;
+    try {
+      fd = tcpSocket();
+    } catch (error) {
+      this.freeSlots[this.freeSlotCount++] = conn;
+      throw error;
+    }
     this.openSlot(conn, fd, -1, handler, CONNECTING);
     const offset = this.sockaddrBase + conn * SOCKADDR_IN_SIZE;
     writeSockaddrIn(this.sockaddrView, offset, host, port);
@@ -744,7 +753,7 @@ export class UringTransport implements Transport {
     const recvRegionKind: RegionKind = this.recvRegion.freed ? "plain" : this.recvRegion.kind;
     const recvStats = {
       slotSize: this.buffers.bufferSize, capacity: this.buffers.count,
-      inUse: this.buffers.inUse(), highWater: this.buffers.inUse(),
+      inUse: this.buffers.inUse(), highWater: this.buffers.highWater(),
       regionKind: recvRegionKind, node: this.recvRegion.node,
       bytes: this.buffers.count * this.buffers.bufferSize,
     };

@@ -1,0 +1,107 @@
+/**
+ * Raw TCP echo: hioload-ws's io_uring transport against Bun.listen, measured in the same run.
+ * Server pinned to CPU 0, load generator to CPU 1 (when there are two). The load generator
+ * is the C wsload (../shared/tools/wsload.c or $WSLOAD_SRC, built with gcc) when available,
+ * else this repository's TypeScript one (bench/tcp-load.ts).
+ *
+ *   bun bench/tcp-echo.ts [--seconds 3] [--repeats 3]
+ */
+import { existsSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "3" },
+    repeats: { type: "string", default: "3" },
+  },
+});
+const root = join(import.meta.dir, "..");
+const twoCpus = cpus().length >= 2;
+const pin = (cpu: number, cmd: string[]) => (twoCpus ? ["taskset", "-c", String(cpu), ...cmd] : cmd);
+
+function buildWsload(): string | undefined {
+  const source = process.env.WSLOAD_SRC ?? join(root, "..", "shared", "tools", "wsload.c");
+  const binary = "/tmp/hioload-wsload";
+  if (!existsSync(source)) return undefined;
+  const built = Bun.spawnSync(["gcc", "-O2", "-o", binary, source]);
+  return built.exitCode === 0 ? binary : undefined;
+}
+const wsload = buildWsload();
+
+interface Row { msgsPerSec: number; p50us: number; p99us: number }
+
+async function load(port: number, conns: number, inflight: number): Promise<Row> {
+  const seconds = values.seconds!;
+  const cmd = wsload
+    ? [wsload, "--port", String(port), "--conns", String(conns), "--size", "16",
+      "--inflight", String(inflight), "--seconds", seconds, "--warmup", "1", "--json"]
+    : [process.execPath, join(root, "bench/tcp-load.ts"), "--port", String(port), "--conns",
+      String(conns), "--size", "16", "--inflight", String(inflight), "--seconds", seconds, "--json"];
+  const run = Bun.spawn(pin(1, cmd), { stdout: "pipe", stderr: "inherit" });
+  const text = await new Response(run.stdout).text();
+  await run.exited;
+  const json = JSON.parse(text.trim().split("\n").pop()!);
+  if (wsload) {
+    if (!json.ok || json.errors) throw new Error(`wsload reported errors: ${text}`);
+    return { msgsPerSec: json.msgs_per_s, p50us: json.lat_us.p50, p99us: json.lat_us.p99 };
+  }
+  if (json.errors) throw new Error(`tcp-load reported errors: ${text}`);
+  return json;
+}
+
+async function startServer(cmd: string[], port: number) {
+  const server = Bun.spawn(pin(0, cmd), { stdout: "pipe", stderr: "inherit" });
+  const reader = server.stdout.getReader();
+  const { value } = await reader.read(); // the "listening" line
+  if (!value) throw new Error(`server ${cmd.join(" ")} did not start`);
+  reader.releaseLock();
+  await Bun.sleep(100);
+  return { server, port };
+}
+
+const servers = [
+  { name: "hioload-ws io_uring", cmd: (port: number) => [process.execPath, join(root, "examples/tcp-echo.ts"), String(port)] },
+  { name: "Bun.listen", cmd: (port: number) => [process.execPath, join(root, "bench/servers/bun-listen-echo.ts"), String(port)] },
+];
+const scenarios = [
+  { label: "1 conn × 16 B", conns: 1, inflight: 1 },
+  { label: "100 conns × 16 B", conns: 100, inflight: 1 },
+];
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const results = new Map<string, Row>();
+let port = 19_100;
+for (const server of servers) {
+  const { server: process_ } = await startServer(server.cmd(++port), port);
+  try {
+    for (const scenario of scenarios) {
+      const rows: Row[] = [];
+      for (let r = 0; r < Number(values.repeats); r++) {
+        rows.push(await load(port, scenario.conns, scenario.inflight));
+      }
+      results.set(`${server.name}|${scenario.label}`, {
+        msgsPerSec: median(rows.map((x) => x.msgsPerSec)),
+        p50us: median(rows.map((x) => x.p50us)),
+        p99us: median(rows.map((x) => x.p99us)),
+      });
+    }
+  } finally {
+    process_.kill("SIGTERM");
+    await process_.exited;
+  }
+}
+
+console.log(`TCP echo, round trips/s (median of ${values.repeats} × ${values.seconds} s), ` +
+  `load generator: ${wsload ? "C wsload" : "bench/tcp-load.ts"}, ` +
+  `${twoCpus ? "server on CPU 0, load on CPU 1" : "one CPU"}`);
+console.log("| scenario | hioload-ws io_uring | Bun.listen | ratio | p99 µs (hioload / Bun) |");
+console.log("|---|---:|---:|---:|---:|");
+for (const scenario of scenarios) {
+  const ours = results.get(`${servers[0].name}|${scenario.label}`)!;
+  const peer = results.get(`${servers[1].name}|${scenario.label}`)!;
+  console.log(`| ${scenario.label} | ${Math.round(ours.msgsPerSec).toLocaleString("en")} | ` +
+    `${Math.round(peer.msgsPerSec).toLocaleString("en")} | ` +
+    `${(ours.msgsPerSec / peer.msgsPerSec).toFixed(2)}× | ${ours.p99us} / ${peer.p99us} |`);
+}

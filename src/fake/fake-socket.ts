@@ -1,0 +1,91 @@
+/**
+ * One end of a fake connection: its queues, flags and peer. Sockets are plain records; the turn
+ * engine in fake-network.ts moves bytes between them and calls the handlers.
+ */
+import type { TransportHandler } from "../api/transport.ts";
+import { ENOBUFS } from "../api/errno.ts";
+import { ByteQueue } from "./byte-queue.ts";
+import type { FakeSendMemory } from "./fake-memory.ts";
+import type { FakeTransport } from "./fake-transport.ts";
+
+export const SocketState = {
+  /** `connect` was called; the next turn accepts or refuses it. */
+  Connecting: 0,
+  Open: 1,
+  /** Closed gracefully by the user (or after onEnd): flushing, then FIN, then onClose(0). */
+  Closing: 2,
+  /** onClose was delivered; the slot may belong to another socket now. */
+  Closed: 3,
+} as const;
+export type SocketState = (typeof SocketState)[keyof typeof SocketState];
+
+export class FakeSocket {
+  readonly transport: FakeTransport;
+  readonly id: number;
+  readonly handler: TransportHandler;
+  /** Listener that accepted it, or -1 for an outgoing connection. */
+  readonly listener: number;
+  readonly localPort: number;
+  remotePort: number;
+  state: SocketState = SocketState.Connecting;
+  peer: FakeSocket | null = null;
+  paused = false;
+  /** Set by `send`, cleared when onDrain fires: drain is reported once per burst of sends. */
+  drainWanted = false;
+  /** Bytes queued by `send` and not yet handed to the (fake) kernel. */
+  readonly sendQueue = new ByteQueue();
+  /** Bytes the peer wrote that this end has not delivered yet (in flight or unread). */
+  readonly inbound = new ByteQueue();
+  /** Turn from which the peer's FIN is visible, once all inbound bytes are read; -1: none. */
+  eofReadyTurn = -1;
+  /** Non-null once the connection is over: onClose(id, closeReason) is due this or next turn. */
+  closeReason: number | null = null;
+  private readonly sendMemory: FakeSendMemory;
+  private sendChunks = 0;
+
+  constructor(
+    transport: FakeTransport,
+    sendMemory: FakeSendMemory,
+    id: number,
+    handler: TransportHandler,
+    listener: number,
+    localPort: number,
+    remotePort: number,
+  ) {
+    this.transport = transport;
+    this.sendMemory = sendMemory;
+    this.id = id;
+    this.handler = handler;
+    this.listener = listener;
+    this.localPort = localPort;
+    this.remotePort = remotePort;
+  }
+
+  /** Still able to take part in traffic: onClose is neither due nor delivered. */
+  get alive(): boolean {
+    return this.closeReason === null && this.state !== SocketState.Closed;
+  }
+
+  /** Copies `data[start, end)` into the send queue; bytes queued, or -ENOBUFS. */
+  queueSend(data: Uint8Array, start: number, end: number): number {
+    const length = end - start;
+    const chunks = this.sendMemory.chunksFor(this.sendQueue.length + length);
+    if (!this.sendMemory.resize(this.sendChunks, chunks)) return -ENOBUFS;
+    this.sendChunks = chunks;
+    this.sendQueue.push(data.slice(start, end), 0);
+    this.drainWanted = true;
+    return length;
+  }
+
+  /** Call after bytes left the send queue, so send memory is given back. */
+  sendQueueShrank(): void {
+    const chunks = this.sendMemory.chunksFor(this.sendQueue.length);
+    this.sendMemory.resize(this.sendChunks, chunks);
+    this.sendChunks = chunks;
+  }
+
+  dropSendQueue(): void {
+    this.sendQueue.clear();
+    this.sendQueueShrank();
+  }
+}

@@ -1,0 +1,330 @@
+/**
+ * FakeTransport: the Transport contract in memory, on a FakeNetwork shared with other fake
+ * transports. It checks arguments, owns connection slots, receive buffers and send memory, and
+ * keeps the stats; moving bytes and calling handlers is the network's turn engine.
+ */
+import { EINVAL, EMFILE, EPIPE, ECANCELED } from "../api/errno.ts";
+import { SystemError, UsageError } from "../api/errors.ts";
+import {
+  CloseMode,
+  type ListenOptions,
+  type Transport,
+  type TransportHandler,
+  type TransportOptions,
+  type TransportStats,
+} from "../api/transport.ts";
+import { FakeRecvBuffers, FakeSendMemory } from "./fake-memory.ts";
+import type { FakeNetwork } from "./fake-network.ts";
+import type { FakeListenerEntry } from "./fake-ports.ts";
+import { FakeSocket, SocketState } from "./fake-socket.ts";
+
+export interface FakeTransportOptions extends TransportOptions {
+  /**
+   * Overwrite each receive buffer with 0xDD after onData returns, so handler code that keeps
+   * the view past the call reads garbage in tests; default true.
+   */
+  poisonAfterCallback?: boolean;
+}
+
+interface ListenerRecord {
+  readonly entry: FakeListenerEntry;
+  open: boolean;
+}
+
+export class FakeTransport implements Transport {
+  readonly backend = "fake" as const;
+  readonly network: FakeNetwork;
+  readonly recvBuffers: FakeRecvBuffers;
+  readonly poisonAfterCallback: boolean;
+  private readonly sendMemory: FakeSendMemory;
+  private readonly maxConnections: number;
+  /** Slot table: the connection id is the index. Grows up to maxConnections, never past it. */
+  private readonly slots: (FakeSocket | null)[] = [];
+  /** Freed ids, reused last-in first-out. */
+  private readonly freeIds: number[] = [];
+  private readonly listeners: ListenerRecord[] = [];
+  private disposed = false;
+  private disposeDone: Promise<void> | null = null;
+  private resolveDispose: (() => void) | null = null;
+  private lastActiveTurn = -1;
+  private readonly counters = {
+    connections: 0, accepted: 0, connected: 0, closed: 0, bytesIn: 0, bytesOut: 0,
+    turns: 0, parks: 0, recvBufferStalls: 0,
+  };
+
+  constructor(network: FakeNetwork, options: FakeTransportOptions = {}) {
+    this.network = network;
+    this.maxConnections = options.maxConnections ?? 65536;
+    if (!(Number.isInteger(this.maxConnections) && this.maxConnections >= 1)) {
+      throw new RangeError("maxConnections must be a positive integer");
+    }
+    this.recvBuffers = new FakeRecvBuffers(
+      options.recvBufferSize ?? 16 * 1024,
+      options.recvBufferCount ?? 1024,
+    );
+    this.sendMemory = new FakeSendMemory(
+      options.sendChunkSize ?? 16 * 1024,
+      options.sendChunkCount ?? 4096,
+    );
+    this.poisonAfterCallback = options.poisonAfterCallback ?? true;
+    network.attach(this);
+  }
+
+  listen(options: ListenOptions, handler: TransportHandler): number {
+    this.assertUsable("listen");
+    const reusePort = options.reusePort ?? false;
+    const port = this.network.ports.choosePort(options.port, reusePort);
+    const listenerId = this.listeners.length;
+    const entry: FakeListenerEntry = { transport: this, listenerId, handler, port, reusePort };
+    this.network.ports.add(entry);
+    this.listeners.push({ entry, open: true });
+    return listenerId;
+  }
+
+  listenerPort(listener: number): number {
+    const record = this.listeners[listener];
+    if (record === undefined) throw new UsageError("UNKNOWN_LISTENER", "no such listener id");
+    return record.entry.port;
+  }
+
+  closeListener(listener: number): void {
+    const record = this.listeners[listener];
+    if (record === undefined || !record.open) return;
+    record.open = false;
+    this.network.ports.remove(record.entry);
+  }
+
+  connect(host: string, port: number, handler: TransportHandler): number {
+    this.assertUsable("connect");
+    if (!isIpv4(host) && host !== "localhost") {
+      throw new SystemError("connect", EINVAL, `not an IPv4 address: ${host}`);
+    }
+    if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+      throw new SystemError("connect", EINVAL, "port must be an integer in 1..65535");
+    }
+    const socket = this.openSlot(handler, -1, this.network.ports.ephemeralPort(), port);
+    // No free slot: answered like socket(2) over RLIMIT_NOFILE (see the report on the contract).
+    if (socket === null) return -EMFILE;
+    this.network.queueConnect(socket);
+    return socket.id;
+  }
+
+  send(conn: number, data: Uint8Array, start: number, end: number): number {
+    if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end)
+      || end > data.length) {
+      throw new UsageError("BAD_RANGE", "send needs 0 <= start <= end <= data.length");
+    }
+    const socket = this.socketOf(conn);
+    const writable = socket !== null && socket.closeReason === null
+      && (socket.state === SocketState.Open || socket.state === SocketState.Connecting);
+    if (!writable) return -EPIPE;
+    if (end === start) return 0;
+    const queued = socket.queueSend(data, start, end);
+    if (queued > 0) this.network.wake();
+    return queued;
+  }
+
+  bufferedAmount(conn: number): number {
+    const socket = this.socketOf(conn);
+    return socket === null ? 0 : socket.sendQueue.length;
+  }
+
+  pause(conn: number): void {
+    const socket = this.socketOf(conn);
+    if (socket !== null) socket.paused = true;
+  }
+
+  resume(conn: number): void {
+    const socket = this.socketOf(conn);
+    if (socket === null || !socket.paused) return;
+    socket.paused = false;
+    this.network.wake();
+  }
+
+  close(conn: number, mode: CloseMode = CloseMode.Graceful): void {
+    const socket = this.socketOf(conn);
+    if (socket === null || !socket.alive) return;
+    if (mode === CloseMode.Abort) {
+      socket.dropSendQueue();
+      socket.inbound.clear();
+      socket.closeReason = 0;
+      this.network.resetPeer(socket);
+    } else if (socket.state === SocketState.Connecting) {
+      // Closed before the connect completed: no onOpen, only onClose(0).
+      socket.dropSendQueue();
+      socket.closeReason = 0;
+    } else if (socket.state === SocketState.Open) {
+      socket.state = SocketState.Closing;
+    }
+    this.network.wake();
+  }
+
+  remoteAddress(conn: number): string {
+    const socket = this.socketOf(conn);
+    return socket === null ? "" : `127.0.0.1:${socket.remotePort}`;
+  }
+
+  stats(): TransportStats {
+    const c = this.counters;
+    return {
+      backend: this.backend,
+      connections: c.connections,
+      accepted: c.accepted,
+      connected: c.connected,
+      closed: c.closed,
+      bytesIn: c.bytesIn,
+      bytesOut: c.bytesOut,
+      turns: c.turns,
+      parks: c.parks,
+      recvBufferStalls: c.recvBufferStalls,
+      cqOverflows: 0,
+      recvBuffers: this.recvBuffers.stats(),
+      sendBuffers: this.sendMemory.stats(),
+      regionKind: "plain",
+      node: -1,
+    };
+  }
+
+  /**
+   * Closes every listener and connection: own connections get onClose(-ECANCELED) in the next
+   * turn, their peers on other transports onClose(-ECONNRESET). Resolves once every onClose ran
+   * (with autoRun: false, run the network before awaiting). Later calls return the same promise.
+   */
+  dispose(): Promise<void> {
+    if (this.disposeDone !== null) return this.disposeDone;
+    this.disposed = true;
+    for (let id = 0; id < this.listeners.length; id++) this.closeListener(id);
+    for (const socket of this.slots) {
+      if (socket === null || socket.state === SocketState.Closed) continue;
+      // Overrides a close already due: dispose promises ECANCELED to every connection.
+      socket.closeReason = -ECANCELED;
+      socket.dropSendQueue();
+      socket.inbound.clear();
+      if (socket.peer !== null && socket.peer.transport !== this) this.network.resetPeer(socket);
+    }
+    this.disposeDone = new Promise<void>((resolve) => {
+      this.resolveDispose = resolve;
+    });
+    this.finishDisposeIfDone();
+    this.network.wake();
+    return this.disposeDone;
+  }
+
+  // ---- test hooks ------------------------------------------------------------------------------
+
+  /** Takes up to `count` free receive buffers away from delivery (exhaustion tests). */
+  holdRecvBuffers(count: number): number {
+    return this.recvBuffers.hold(count);
+  }
+
+  /** Gives back what `holdRecvBuffers` took; stalled deliveries resume. */
+  releaseRecvBuffers(): void {
+    this.recvBuffers.releaseHeld();
+    this.network.wake();
+  }
+
+  // ---- used by the network's turn engine -------------------------------------------------------
+
+  /** A server-side socket for a connect to `entry`, or null when maxConnections is reached. */
+  acceptSocket(entry: FakeListenerEntry, remotePort: number): FakeSocket | null {
+    const socket = this.openSlot(entry.handler, entry.listenerId, entry.port, remotePort);
+    if (socket === null) return null;
+    socket.state = SocketState.Open;
+    this.counters.accepted++;
+    this.noteActivity();
+    return socket;
+  }
+
+  /** After onClose returned: the id is free again. */
+  releaseSocket(socket: FakeSocket): void {
+    if (this.slots[socket.id] !== socket) {
+      throw new UsageError("DOUBLE_CLOSE", "fake socket released twice");
+    }
+    this.slots[socket.id] = null;
+    this.freeIds.push(socket.id);
+    this.counters.connections--;
+    this.counters.closed++;
+    this.noteActivity();
+  }
+
+  noteConnected(): void {
+    this.counters.connected++;
+    this.noteActivity();
+  }
+
+  noteBytesIn(count: number): void {
+    this.counters.bytesIn += count;
+    this.noteActivity();
+  }
+
+  noteBytesOut(count: number): void {
+    this.counters.bytesOut += count;
+    this.noteActivity();
+  }
+
+  noteRecvStall(): void {
+    this.counters.recvBufferStalls++;
+    this.noteActivity();
+  }
+
+  /** Counts the current turn once in stats.turns. */
+  noteActivity(): void {
+    if (this.lastActiveTurn === this.network.turn) return;
+    this.lastActiveTurn = this.network.turn;
+    this.counters.turns++;
+  }
+
+  /** End of every network turn: count parks, finish a dispose. */
+  afterTurn(quiet: boolean): void {
+    if (quiet && this.lastActiveTurn === this.network.turn) this.counters.parks++;
+    this.finishDisposeIfDone();
+  }
+
+  // ---- private ---------------------------------------------------------------------------------
+
+  private openSlot(
+    handler: TransportHandler,
+    listener: number,
+    localPort: number,
+    remotePort: number,
+  ): FakeSocket | null {
+    let id: number;
+    if (this.freeIds.length > 0) id = this.freeIds.pop()!;
+    else if (this.slots.length < this.maxConnections) id = this.slots.push(null) - 1;
+    else return null;
+    const socket = new FakeSocket(
+      this, this.sendMemory, id, handler, listener, localPort, remotePort,
+    );
+    this.slots[id] = socket;
+    this.counters.connections++;
+    this.network.addSocket(socket);
+    return socket;
+  }
+
+  private socketOf(conn: number): FakeSocket | null {
+    const socket = this.slots[conn];
+    return socket === undefined ? null : socket;
+  }
+
+  private assertUsable(call: string): void {
+    if (this.disposed) throw new UsageError("TRANSPORT_DISPOSED", `${call} after dispose`);
+  }
+
+  private finishDisposeIfDone(): void {
+    if (this.resolveDispose === null || this.counters.connections > 0) return;
+    const resolve = this.resolveDispose;
+    this.resolveDispose = null;
+    this.recvBuffers.freeMemory();
+    this.network.detach(this);
+    resolve();
+  }
+}
+
+function isIpv4(host: string): boolean {
+  const parts = host.split(".");
+  if (parts.length !== 4) return false;
+  for (const part of parts) {
+    if (!/^\d{1,3}$/.test(part) || Number(part) > 255) return false;
+  }
+  return true;
+}

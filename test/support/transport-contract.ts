@@ -1,0 +1,490 @@
+/**
+ * The transport contract suite: one set of tests that every backend (fake, io_uring, epoll...)
+ * must pass, written against the Transport interface only. Each backend's test file calls
+ * `runTransportContract({ name, create })`; a backend that cannot run a test names it in `skip`
+ * with a reason, which is printed (never skipped silently).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { CloseMode, type Transport } from "../../src/api/transport.ts";
+import { ECANCELED, ECONNREFUSED, ECONNRESET, EPIPE, errnoName } from "../../src/api/errno.ts";
+import { patternBytes, firstDifference } from "./bytes.ts";
+import { RecordingHandler, type ConnectionRecord } from "./recording-handler.ts";
+import { holdsFor, waitFor, withTimeout } from "./wait-for.ts";
+
+export interface TransportContractOptions {
+  name: string;
+  /** A fresh transport; tests that need a server and a client call it twice. */
+  create: () => Transport | Promise<Transport>;
+  /** Tests this backend cannot run, by name (see `ContractTest`), with the reason. */
+  skip?: { reason: string; tests: string[] }[];
+  /** Bound of an ordinary wait; default 5000 ms (1 MiB and 100-connection tests get 3x). */
+  waitMs?: number;
+}
+
+/** Names of the contract tests, for `skip` lists. */
+export const ContractTest = {
+  listenPortZero: "listen on port 0 and read the port back",
+  listenTakenPort: "listen on a taken port throws EADDRINUSE",
+  echoSmall: "connect and echo a small message",
+  connectToSelf: "a transport connects to itself",
+  echoOneMiB: "echo 1 MiB in and out, every byte checked",
+  hundredConnections: "100 concurrent connections echo",
+  smallSendsInOrder: "many small sends arrive in order",
+  drainAfterSend: "onDrain follows a send, with nothing left buffered",
+  bufferedAmountToZero: "bufferedAmount counts queued bytes and returns to 0",
+  pauseResume: "pause stops onData until resume",
+  gracefulCloseFlushes: "graceful close flushes queued data before the peer sees EOF",
+  abortResetsPeer: "abort resets the peer (ECONNRESET)",
+  connectRefused: "connect to a closed port fails with ECONNREFUSED",
+  sendAfterClose: "send after close returns -EPIPE",
+  closeListener: "closeListener stops new accepts, open connections keep working",
+  dispose: "dispose closes everything with ECANCELED, a second dispose is harmless",
+  stats: "stats count connections and bytes",
+} as const;
+
+const LOOPBACK = "127.0.0.1";
+const MiB = 1024 * 1024;
+
+export function runTransportContract(options: TransportContractOptions): void {
+  const waitMs = options.waitMs ?? 5000;
+  const longWaitMs = waitMs * 3;
+  const skipReasons = new Map<string, string>();
+  for (const group of options.skip ?? []) {
+    for (const name of group.tests) skipReasons.set(name, group.reason);
+  }
+  const known = new Set<string>(Object.values(ContractTest));
+  for (const name of skipReasons.keys()) {
+    // A typo in a skip list would otherwise run nothing and say nothing.
+    if (!known.has(name)) {
+      throw new Error(`${options.name}: skip names no contract test: "${name}"`);
+    }
+  }
+
+  describe(`transport contract: ${options.name}`, () => {
+    const created: Transport[] = [];
+
+    async function make(): Promise<Transport> {
+      const transport = await options.create();
+      created.push(transport);
+      return transport;
+    }
+
+    afterEach(async () => {
+      const transports = created.splice(0);
+      for (const transport of transports) {
+        await withTimeout(transport.dispose(), waitMs, `dispose of a ${transport.backend} backend`);
+      }
+    });
+
+    function contractTest(name: string, body: () => Promise<void>): void {
+      const reason = skipReasons.get(name);
+      if (reason !== undefined) {
+        console.log(`[${options.name}] skipped contract test "${name}": ${reason}`);
+        test.skip(name, body);
+        return;
+      }
+      test(name, body);
+    }
+
+    /** A listening server on a fresh transport and a client on another one. */
+    async function serverAndClient(makeServerHandler: (server: Transport) => RecordingHandler) {
+      const server = await make();
+      const client = await make();
+      const serverHandler = makeServerHandler(server);
+      const { listener, port } = listenLoopback(server, serverHandler);
+      return { server, client, serverHandler, listener, port };
+    }
+
+    function listenLoopback(transport: Transport, handler: RecordingHandler) {
+      const listener = transport.listen({ hostname: LOOPBACK, port: 0 }, handler);
+      return { listener, port: transport.listenerPort(listener) };
+    }
+
+    /** Starts a connect and its record; does not wait. */
+    function connectTracked(
+      transport: Transport,
+      port: number,
+      handler: RecordingHandler,
+    ): ConnectionRecord {
+      return handler.track(transport.connect(LOOPBACK, port, handler));
+    }
+
+    async function dial(
+      transport: Transport,
+      port: number,
+      handler: RecordingHandler,
+    ): Promise<ConnectionRecord> {
+      const record = connectTracked(transport, port, handler);
+      const settled = () => record.opened || record.closeReason !== null;
+      await waitFor(settled, waitMs, `connect to ${port}`);
+      expect(record.closeReason).toBeNull();
+      return record;
+    }
+
+    function expectNoViolations(...handlers: RecordingHandler[]): void {
+      const lines = handlers.flatMap((handler) => handler.violations());
+      expect(lines).toEqual([]);
+    }
+
+    /** The record's events without drains, runs of "data" collapsed. */
+    function lifecycle(record: ConnectionRecord): string[] {
+      const events: string[] = [];
+      for (const event of record.events) {
+        if (event === "drain") continue;
+        if (event === "data" && events[events.length - 1] === "data") continue;
+        events.push(event);
+      }
+      return events;
+    }
+
+    function expectBytes(actual: Uint8Array, expected: Uint8Array): void {
+      const difference = firstDifference(actual, expected);
+      expect(difference).toBeNull();
+    }
+
+    contractTest(ContractTest.listenPortZero, async () => {
+      const transport = await make();
+      const handler = new RecordingHandler(transport);
+      const listener = transport.listen({ hostname: LOOPBACK, port: 0 }, handler);
+      const port = transport.listenerPort(listener);
+      expect(Number.isInteger(port)).toBe(true);
+      expect(port).toBeGreaterThan(0);
+      expect(port).toBeLessThanOrEqual(65535);
+      // The port is really bound: a second listener gets another one.
+      const other = transport.listen({ hostname: LOOPBACK, port: 0 }, handler);
+      expect(transport.listenerPort(other)).not.toBe(port);
+    });
+
+    contractTest(ContractTest.listenTakenPort, async () => {
+      const transport = await make();
+      const handler = new RecordingHandler(transport);
+      const { port } = listenLoopback(transport, handler);
+      let error: unknown = null;
+      try {
+        transport.listen({ hostname: LOOPBACK, port }, handler);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(Error);
+      expect((error as { code?: string }).code).toBe("EADDRINUSE");
+    });
+
+    contractTest(ContractTest.echoSmall, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, { echo: true }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      expect(record.listener).toBe(-1);
+      expect(setup.client.remoteAddress(record.conn)).toBe(`${LOOPBACK}:${setup.port}`);
+      const message = new TextEncoder().encode("hello, transport");
+      // Honour start/end: only "transport" is sent.
+      expect(setup.client.send(record.conn, message, 7, message.length)).toBe(9);
+      await waitFor(() => record.bytesReceived >= 9, waitMs, "echo of 9 bytes");
+      expect(new TextDecoder().decode(RecordingHandler.received(record))).toBe("transport");
+
+      const serverRecord = setup.serverHandler.all[0];
+      expect(serverRecord.listener).toBe(setup.listener);
+      expect(setup.server.remoteAddress(serverRecord.conn)).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(serverRecord.sendFailures).toEqual([]);
+
+      setup.client.close(record.conn);
+      await waitFor(() => record.closeReason !== null && serverRecord.closeReason !== null, waitMs,
+        "both ends closed");
+      expect(record.closeReason).toBe(0);
+      expect(serverRecord.closeReason).toBe(0);
+      expect(lifecycle(serverRecord)).toEqual(["open", "data", "end", "close"]);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.connectToSelf, async () => {
+      const transport = await make();
+      const serverHandler = new RecordingHandler(transport, { echo: true });
+      const { port } = listenLoopback(transport, serverHandler);
+      const clientHandler = new RecordingHandler(transport);
+      const record = await dial(transport, port, clientHandler);
+      const payload = patternBytes(50_000, 1);
+      expect(transport.send(record.conn, payload, 0, payload.length)).toBe(payload.length);
+      await waitFor(() => record.bytesReceived >= payload.length, waitMs, "self echo");
+      expectBytes(RecordingHandler.received(record), payload);
+      expect(transport.stats().accepted).toBe(1);
+      expect(transport.stats().connected).toBe(1);
+      expect(transport.stats().connections).toBe(2);
+      transport.close(record.conn);
+      await waitFor(() => transport.stats().connections === 0, waitMs, "both ends closed");
+      expectNoViolations(clientHandler, serverHandler);
+    });
+
+    contractTest(ContractTest.echoOneMiB, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, { echo: true }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      const payload = patternBytes(MiB, 2);
+      const piece = 64 * 1024;
+      for (let offset = 0; offset < payload.length; offset += piece) {
+        expect(setup.client.send(record.conn, payload, offset, offset + piece)).toBe(piece);
+      }
+      await waitFor(() => record.bytesReceived >= payload.length, longWaitMs,
+        () => `1 MiB echo, got ${record.bytesReceived} bytes`);
+      expectBytes(RecordingHandler.received(record), payload);
+      expect(setup.serverHandler.all[0].bytesReceived).toBe(MiB);
+      expect(setup.serverHandler.all[0].sendFailures).toEqual([]);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.hundredConnections, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, { echo: true }));
+      const payloadFor = (conn: number) => patternBytes(1000 + conn * 7, 1000 + conn);
+      const clientHandler = new RecordingHandler(setup.client, {
+        hooks: {
+          // Each client sends its own payload as soon as it is open: all 100 run at once.
+          open: (conn) => {
+            const payload = payloadFor(conn);
+            setup.client.send(conn, payload, 0, payload.length);
+          },
+        },
+      });
+      const records: ConnectionRecord[] = [];
+      for (let i = 0; i < 100; i++) {
+        records.push(connectTracked(setup.client, setup.port, clientHandler));
+      }
+      expect(new Set(records.map((record) => record.conn)).size).toBe(100);
+      const echoed = (r: ConnectionRecord) => r.bytesReceived >= 1000 + r.conn * 7;
+      await waitFor(() => records.every(echoed), longWaitMs,
+        () => `100 echoes, ${records.filter(echoed).length} done`);
+      for (const record of records) {
+        expectBytes(RecordingHandler.received(record), payloadFor(record.conn));
+      }
+      expect(setup.serverHandler.all.length).toBe(100);
+      for (const record of records) setup.client.close(record.conn);
+      await waitFor(() => setup.serverHandler.closed().length === 100, longWaitMs, "100 closes");
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.smallSendsInOrder, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      const stream = patternBytes(10_000, 3);
+      let offset = 0;
+      for (let i = 0; offset < stream.length; i++) {
+        const end = Math.min(stream.length, offset + 1 + (i % 3));
+        expect(setup.client.send(record.conn, stream, offset, end)).toBe(end - offset);
+        offset = end;
+      }
+      await waitFor(() => setup.serverHandler.all[0]?.bytesReceived >= stream.length, waitMs,
+        () => `ordered stream, got ${setup.serverHandler.all[0]?.bytesReceived ?? 0} bytes`);
+      expectBytes(RecordingHandler.received(setup.serverHandler.all[0]), stream);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.drainAfterSend, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t));
+      const bufferedAtDrain: number[] = [];
+      const clientHandler = new RecordingHandler(setup.client, {
+        hooks: { drain: (conn) => bufferedAtDrain.push(setup.client.bufferedAmount(conn)) },
+      });
+      const record = await dial(setup.client, setup.port, clientHandler);
+      const payload = patternBytes(256 * 1024, 4);
+      expect(setup.client.send(record.conn, payload, 0, payload.length)).toBe(payload.length);
+      await waitFor(() => record.drains > 0, waitMs, "onDrain after a 256 KiB send");
+      expect(bufferedAtDrain[0]).toBe(0);
+      await waitFor(() => setup.serverHandler.all[0]?.bytesReceived >= payload.length, waitMs,
+        "the peer reads all of it");
+      expectBytes(RecordingHandler.received(setup.serverHandler.all[0]), payload);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.bufferedAmountToZero, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      expect(setup.client.bufferedAmount(record.conn)).toBe(0);
+      const payload = patternBytes(512 * 1024, 5);
+      expect(setup.client.send(record.conn, payload, 0, payload.length)).toBe(payload.length);
+      const buffered = setup.client.bufferedAmount(record.conn);
+      expect(buffered).toBeGreaterThanOrEqual(0);
+      expect(buffered).toBeLessThanOrEqual(payload.length);
+      await waitFor(() => setup.client.bufferedAmount(record.conn) === 0, waitMs,
+        () => `bufferedAmount still ${setup.client.bufferedAmount(record.conn)}`);
+      await waitFor(() => setup.serverHandler.all[0]?.bytesReceived >= payload.length, waitMs,
+        "the peer reads all of it");
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.pauseResume, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, {
+        hooks: { open: (conn) => t.pause(conn) },
+      }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      const payload = patternBytes(4096, 6);
+      expect(setup.client.send(record.conn, payload, 0, payload.length)).toBe(payload.length);
+      // Wait until the bytes left the client, then give a paused server time to misbehave.
+      await waitFor(() => setup.client.bufferedAmount(record.conn) === 0, waitMs, "flush");
+      await waitFor(() => setup.serverHandler.all.length === 1, waitMs, "server onOpen");
+      const serverRecord = setup.serverHandler.all[0];
+      await holdsFor(() => serverRecord.bytesReceived === 0, 50,
+        () => `paused connection got ${serverRecord.bytesReceived} bytes`);
+      setup.server.resume(serverRecord.conn);
+      await waitFor(() => serverRecord.bytesReceived >= payload.length, waitMs, "data, resumed");
+      expectBytes(RecordingHandler.received(serverRecord), payload);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.gracefulCloseFlushes, async () => {
+      let bytesAtEnd = -1;
+      const setup = await serverAndClient((t) => new RecordingHandler(t, {
+        hooks: { end: (_conn, record) => (bytesAtEnd = record.bytesReceived) },
+      }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      const payload = patternBytes(512 * 1024, 7);
+      const piece = 32 * 1024;
+      for (let offset = 0; offset < payload.length; offset += piece) {
+        setup.client.send(record.conn, payload, offset, offset + piece);
+      }
+      // Close at once: everything queued must still reach the server before its onEnd.
+      setup.client.close(record.conn, CloseMode.Graceful);
+      await waitFor(() => setup.serverHandler.closed().length === 1, waitMs, "server onClose");
+      const serverRecord = setup.serverHandler.all[0];
+      expect(bytesAtEnd).toBe(payload.length);
+      expect(serverRecord.closeReason).toBe(0);
+      expect(lifecycle(serverRecord)).toEqual(["open", "data", "end", "close"]);
+      expectBytes(RecordingHandler.received(serverRecord), payload);
+      await waitFor(() => record.closeReason !== null, waitMs, "client onClose");
+      expect(record.closeReason).toBe(0);
+      expect(record.ended).toBe(false);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.abortResetsPeer, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      await waitFor(() => setup.serverHandler.all[0]?.opened === true, waitMs, "server onOpen");
+      const serverRecord = setup.serverHandler.all[0];
+      setup.client.close(record.conn, CloseMode.Abort);
+      await waitFor(() => serverRecord.closeReason !== null, waitMs, "server sees the reset");
+      expect(errnoName(serverRecord.closeReason!)).toBe(errnoName(-ECONNRESET));
+      expect(serverRecord.ended).toBe(false);
+      await waitFor(() => record.closeReason !== null, waitMs, "client onClose after abort");
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.connectRefused, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t));
+      setup.server.closeListener(setup.listener);
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = clientHandler.track(setup.client.connect(LOOPBACK, setup.port, clientHandler));
+      await waitFor(() => record.closeReason !== null, waitMs, "refused connect reports onClose");
+      expect(errnoName(record.closeReason!)).toBe(errnoName(-ECONNREFUSED));
+      expect(record.opened).toBe(false);
+      expect(setup.serverHandler.all.length).toBe(0);
+      expectNoViolations(clientHandler);
+    });
+
+    contractTest(ContractTest.sendAfterClose, async () => {
+      const sendInOnClose: number[] = [];
+      const setup = await serverAndClient((t) => new RecordingHandler(t, {
+        hooks: { close: (conn) => sendInOnClose.push(t.send(conn, new Uint8Array(4), 0, 4)) },
+      }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      const bytes = new Uint8Array([1, 2, 3]);
+      setup.client.close(record.conn);
+      expect(setup.client.send(record.conn, bytes, 0, 3)).toBe(-EPIPE);
+      await waitFor(() => record.closeReason !== null, waitMs, "client onClose");
+      expect(setup.client.send(record.conn, bytes, 0, 3)).toBe(-EPIPE);
+      // The server's end closed after EOF: inside onClose the id is still its own.
+      await waitFor(() => sendInOnClose.length === 1, waitMs, "server onClose");
+      expect(sendInOnClose).toEqual([-EPIPE]);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.closeListener, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, { echo: true }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const first = await dial(setup.client, setup.port, clientHandler);
+      // Only accepted connections survive: closing a listener resets its unaccepted backlog.
+      await waitFor(() => setup.serverHandler.all[0]?.opened === true, waitMs, "server onOpen");
+      setup.server.closeListener(setup.listener);
+      setup.server.closeListener(setup.listener); // a second call is a no-op
+      const refused = connectTracked(setup.client, setup.port, clientHandler);
+      await waitFor(() => refused.closeReason !== null, waitMs, "connect after closeListener");
+      expect(errnoName(refused.closeReason!)).toBe(errnoName(-ECONNREFUSED));
+      const payload = patternBytes(2000, 8);
+      expect(setup.client.send(first.conn, payload, 0, payload.length)).toBe(2000);
+      await waitFor(() => first.bytesReceived >= 2000, waitMs, "echo on the older connection");
+      expectBytes(RecordingHandler.received(first), payload);
+      expect(setup.serverHandler.all.length).toBe(1);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.dispose, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t));
+      const clientHandler = new RecordingHandler(setup.client);
+      const records: ConnectionRecord[] = [];
+      for (let i = 0; i < 3; i++) records.push(await dial(setup.client, setup.port, clientHandler));
+      await waitFor(() => setup.serverHandler.all.filter((r) => r.opened).length === 3, waitMs,
+        "three server connections");
+      await withTimeout(setup.server.dispose(), waitMs, "first dispose");
+      expect(setup.serverHandler.all.map((r) => r.closeReason)).toEqual([
+        -ECANCELED, -ECANCELED, -ECANCELED,
+      ]);
+      expect(setup.server.stats().connections).toBe(0);
+      await withTimeout(setup.server.dispose(), waitMs, "second dispose");
+      expect(setup.serverHandler.all.length).toBe(3);
+      // The peers learn that the connections are gone, by EOF or by reset.
+      await waitFor(() => records.every((r) => r.closeReason !== null), waitMs, "client closes");
+      for (const record of records) expect([0, -ECONNRESET]).toContain(record.closeReason!);
+      // And the listener is gone with the transport.
+      const refused = connectTracked(setup.client, setup.port, clientHandler);
+      await waitFor(() => refused.closeReason !== null, waitMs, "connect after dispose");
+      expect(errnoName(refused.closeReason!)).toBe(errnoName(-ECONNREFUSED));
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.stats, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, { echo: true }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const before = setup.server.stats();
+      expect(before.backend).toBe(setup.server.backend);
+      expect(before.connections).toBe(0);
+      expect(before.accepted).toBe(0);
+      const size = 10_000;
+      const records: ConnectionRecord[] = [];
+      for (let i = 0; i < 5; i++) {
+        const record = await dial(setup.client, setup.port, clientHandler);
+        const payload = patternBytes(size, 20 + i);
+        expect(setup.client.send(record.conn, payload, 0, size)).toBe(size);
+        records.push(record);
+      }
+      await waitFor(() => records.every((r) => r.bytesReceived >= size), waitMs, "5 echoes");
+      const open = setup.server.stats();
+      expect(open.connections).toBe(5);
+      expect(setup.client.stats().connections).toBe(5);
+      for (const record of records) setup.client.close(record.conn);
+      await waitFor(() => setup.server.stats().connections === 0
+        && setup.client.stats().connections === 0, waitMs, "all connections closed");
+      const server = setup.server.stats();
+      const clientStats = setup.client.stats();
+      expect(server.accepted).toBe(5);
+      expect(server.connected).toBe(0);
+      expect(clientStats.connected).toBe(5);
+      expect(clientStats.accepted).toBe(0);
+      expect(server.closed).toBe(5);
+      expect(clientStats.closed).toBe(5);
+      expect(server.bytesIn).toBe(5 * size);
+      expect(server.bytesOut).toBe(5 * size);
+      expect(clientStats.bytesIn).toBe(5 * size);
+      expect(clientStats.bytesOut).toBe(5 * size);
+      expect(server.turns).toBeGreaterThan(0);
+      expect(server.recvBuffers.capacity).toBeGreaterThan(0);
+      expect(server.recvBuffers.slotSize).toBeGreaterThan(0);
+      expect(server.recvBuffers.highWater).toBeGreaterThan(0);
+      expect(server.recvBuffers.inUse).toBe(0);
+      expect(server.sendBuffers.inUse).toBe(0);
+      expect(server.node).toBeGreaterThanOrEqual(-1);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+  });
+}
