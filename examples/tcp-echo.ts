@@ -5,7 +5,7 @@
 import { createTransport } from "../src/index.ts";
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 9001);
-const transport = createTransport("auto", { deferTaskrun: process.env.HIOLOAD_DEFER !== "0" });
+const transport = createTransport("auto");
 
 const listener = transport.listen({ hostname: "0.0.0.0", port }, {
   onOpen() {},

@@ -95,6 +95,15 @@ suite("io_uring transport", () => {
     expect(stats.bytesOut).toBe(1000 * 512);
   });
 
+  test("zero-copy sends (SEND_ZC/SENDMSG_ZC) wait for the notification, lose nothing", async () => {
+    const transport = create({ zeroCopyThreshold: 1024 });
+    const { port, log } = echoServer(transport);
+    await echoMany(port, 20, 256 * 1024);
+    await waitUntil(() => log.closed.length === 20, 3000, "20 closes");
+    expect(transport.stats().sendBuffers.inUse).toBe(0);
+    expect(transport.stats().bytesOut).toBe(20 * 256 * 1024);
+  });
+
   test("more data in flight than receive buffers: stalls, then recovers", async () => {
     // 8 buffers of 1 KiB for 40 connections sending 32 KiB each.
     const transport = create({ recvBufferCount: 8, recvBufferSize: 1024 });

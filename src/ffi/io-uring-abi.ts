@@ -101,6 +101,7 @@ export const IORING_OP_SEND = 26;
 export const IORING_OP_RECV = 27;
 export const IORING_OP_SHUTDOWN = 34;
 export const IORING_OP_SEND_ZC = 47;
+export const IORING_OP_SENDMSG_ZC = 48;
 
 // sqe->ioprio for send/recv/accept
 export const IORING_RECVSEND_POLL_FIRST = 1 << 0;

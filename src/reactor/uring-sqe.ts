@@ -39,6 +39,12 @@ export class SqeWriter {
     w[base + 15] = 0;
   }
 
+  /** Swap the opcode of a prepared SQE (SEND → SEND_ZC: same fields, other operation). */
+  setOpcode(sqe: number, opcode: number): void {
+    const base = sqe << 4;
+    this.words[base] = (this.words[base] & ~0xff) | opcode;
+  }
+
   setFlags(sqe: number, flags: number): void {
     this.words[sqe << 4] |= flags << 8;
   }
@@ -79,13 +85,6 @@ export class SqeWriter {
   prepSend(sqe: number, fd: number, address: number, length: number, msgFlags: number,
     userLow: number, userHigh: number): void {
     this.prepRw(sqe, abi.IORING_OP_SEND, fd, address, length, 0, userLow, userHigh);
-    this.setOpFlags(sqe, msgFlags);
-  }
-
-  /** SEND_ZC (6.0): a result CQE with F_MORE, then a NOTIF CQE when the pages are free. */
-  prepSendZc(sqe: number, fd: number, address: number, length: number, msgFlags: number,
-    userLow: number, userHigh: number): void {
-    this.prepRw(sqe, abi.IORING_OP_SEND_ZC, fd, address, length, 0, userLow, userHigh);
     this.setOpFlags(sqe, msgFlags);
   }
 

@@ -39,6 +39,13 @@ export interface UringTransportOptions extends TransportOptions {
   cqEntries?: number;
   /** Use SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them (6.1+); default true. */
   deferTaskrun?: boolean;
+  /**
+   * Sends of at least this many bytes use SEND_ZC / SENDMSG_ZC (6.0/6.1): the kernel pins
+   * the pool pages instead of copying, and reports a second (notification) CQE when it
+   * lets go of them. Default Infinity (off): on loopback, zero copy is never faster (see
+   * bench/RESULTS.md); on real NICs try 16 KiB with a larger sendChunkSize.
+   */
+  zeroCopyThreshold?: number;
   /** Keep polling this long after the last completion before parking; default 50 µs. */
   spinMicros?: number;
 }
@@ -77,6 +84,9 @@ export class UringTransport implements Transport {
   private readonly park: EventfdPark;
   private readonly maxConnections: number;
   private readonly spinMs: number;
+  private readonly zeroCopyThreshold: number;
+  /** Result of a zero-copy send, kept until its notification says the pages are free. */
+  private readonly zeroCopyResults: Int32Array;
 
   // Per-connection state (struct of arrays).
   private readonly fds: Int32Array;
@@ -139,6 +149,7 @@ export class UringTransport implements Transport {
     const memory = { node: options.node, hugepages: options.hugepages ?? "auto" } as const;
     this.maxConnections = maxConnections;
     this.spinMs = (options.spinMicros ?? 50) / 1000;
+    this.zeroCopyThreshold = options.zeroCopyThreshold ?? Infinity;
 
     this.ring = new UringRing({ entries: options.ringEntries ?? 4096, cqEntries: options.cqEntries,
       deferTaskrun: options.deferTaskrun });
@@ -185,6 +196,7 @@ export class UringTransport implements Transport {
     this.heldTail = new Int32Array(maxConnections).fill(-1);
     this.dirty = new Int32Array(maxConnections);
     this.starving = new Int32Array(maxConnections);
+    this.zeroCopyResults = new Int32Array(maxConnections);
   }
 
   /** Ring set-up facts for diagnostics: flags the kernel accepted, where the calls come from. */
@@ -498,6 +510,8 @@ export class UringTransport implements Transport {
         return this.recvCallback(slot, high, result, cqeFlags);
       case ud.OP_SEND:
         return this.sendCallback(slot, high, result);
+      case ud.OP_SEND_ZC:
+        return this.zeroCopyCallback(slot, high, result, cqeFlags);
       case ud.OP_ACCEPT:
         return this.acceptCallback(slot, result, cqeFlags);
       case ud.OP_CONNECT:
@@ -690,6 +704,22 @@ export class UringTransport implements Transport {
     this.close(conn, CloseMode.Graceful);
   }
 
+  /**
+   * SEND_ZC posts the result with F_MORE, then a NOTIF CQE once the kernel no longer reads
+   * our pages: only then may the chunks go back to the pool.
+   */
+  private zeroCopyCallback(conn: number, high: number, result: number, cqeFlags: number): void {
+    if ((cqeFlags & abi.IORING_CQE_F_NOTIF) !== 0) {
+      this.sendCallback(conn, high, this.zeroCopyResults[conn]);
+      return;
+    }
+    if ((cqeFlags & abi.IORING_CQE_F_MORE) !== 0) {
+      this.zeroCopyResults[conn] = result; // wait for the notification
+      return;
+    }
+    this.sendCallback(conn, high, result); // failed before pinning anything: no notification
+  }
+
   private sendCallback(conn: number, high: number, result: number): void {
     if (!this.isCurrent(conn, high)) return;
     this.pendingOps[conn]--;
@@ -735,13 +765,18 @@ export class UringTransport implements Transport {
       const kind = this.queues.prepare(conn);
       if (kind === 0) continue;
       const sqe = this.takeSqe();
-      const high = ud.userHigh(ud.OP_SEND, this.generations[conn]);
+      const zeroCopy = this.queues.sendLength >= this.zeroCopyThreshold;
+      const high = ud.userHigh(zeroCopy ? ud.OP_SEND_ZC : ud.OP_SEND, this.generations[conn]);
       const msgFlags = abi.MSG_NOSIGNAL | abi.MSG_WAITALL;
+      const fd = this.fds[conn];
+      const address = this.queues.sendAddress;
       if (kind === 1) {
-        this.sqe.prepSend(sqe, this.fds[conn], this.queues.sendAddress, this.queues.sendLength,
-          msgFlags, conn, high);
+        this.sqe.prepSend(sqe, fd, address, this.queues.sendLength, msgFlags, conn, high);
       } else {
-        this.sqe.prepSendmsg(sqe, this.fds[conn], this.queues.sendAddress, msgFlags, conn, high);
+        this.sqe.prepSendmsg(sqe, fd, address, msgFlags, conn, high);
+      }
+      if (zeroCopy) {
+        this.sqe.setOpcode(sqe, kind === 1 ? abi.IORING_OP_SEND_ZC : abi.IORING_OP_SENDMSG_ZC);
       }
       this.pendingOps[conn]++;
     }

@@ -12,6 +12,7 @@ export const OP_CONNECT = 6;
 export const OP_WAKE = 7;
 export const OP_LISTENER_CLOSE = 8;
 export const OP_LISTENER_CANCEL = 9;
+export const OP_SEND_ZC = 10;
 
 export const GENERATION_MASK = 0xff_ffff;
 
