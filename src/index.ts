@@ -11,3 +11,10 @@ export { SystemError, UsageError } from "./api/errors.ts";
 export { errnoName } from "./api/errno.ts";
 export { createTransport, type BackendChoice } from "./reactor/select.ts";
 export { UringTransport, type UringTransportOptions } from "./reactor/uring-transport.ts";
+
+// The WebSocket server.
+export { serve } from "./server/serve.ts";
+export type {
+  Clock, Server, ServerStats, ServerWebSocket, ServeOptions, UpgradeAcceptance, WebSocketHandler,
+} from "./api/websocket.ts";
+export { ReadyState, SEND_BACKPRESSURE, SEND_DROPPED } from "./api/websocket.ts";

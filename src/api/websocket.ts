@@ -1,0 +1,152 @@
+/**
+ * The user-facing WebSocket server API. It follows `Bun.serve({ websocket })` so that code
+ * written for Bun ports with few changes; where we differ (binary messages arrive as views
+ * into pool memory, zero copy) the docs say so.
+ */
+import type { BackendName, TransportOptions, TransportStats } from "./transport.ts";
+
+/** Time for timeouts: real by default, advanced by hand in deterministic tests. */
+export interface Clock {
+  now(): number;
+  /** Call `callback` every `intervalMs`; returns a function that stops it. */
+  every(intervalMs: number, callback: () => void): () => void;
+}
+
+/** `ws.readyState`, as in the WebSocket standard. */
+export const ReadyState = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
+export type ReadyState = (typeof ReadyState)[keyof typeof ReadyState];
+
+/**
+ * Result of `ws.send*`: the number of bytes queued for an immediate write (> 0),
+ * `SEND_BACKPRESSURE` (-1: queued, but the socket is backed up; wait for `drain`), or
+ * `SEND_DROPPED` (0: not sent — the socket is closing, or the backpressure limit is hit).
+ */
+export const SEND_BACKPRESSURE = -1;
+export const SEND_DROPPED = 0;
+
+export interface ServerWebSocket<T = undefined> {
+  /** Send a string as a text message, or bytes as a binary message. */
+  send(data: string | ArrayBufferView | ArrayBuffer): number;
+  sendText(data: string): number;
+  sendBinary(data: ArrayBufferView | ArrayBuffer): number;
+  /** Start the closing handshake (code 1000 by default; reason ≤ 123 bytes UTF-8). */
+  close(code?: number, reason?: string): void;
+  /** Drop the TCP connection at once, without a closing handshake. */
+  terminate(): void;
+  ping(data?: string | ArrayBufferView | ArrayBuffer): number;
+  pong(data?: string | ArrayBufferView | ArrayBuffer): number;
+  /** Run `callback`; every send inside it leaves in one write (they already coalesce per turn). */
+  cork<R>(callback: (ws: ServerWebSocket<T>) => R): R;
+  /** Bytes queued and not yet taken by the kernel. */
+  getBufferedAmount(): number;
+  /** Data attached by the `upgrade` hook. */
+  data: T;
+  readonly remoteAddress: string;
+  readonly readyState: ReadyState;
+  /** The negotiated subprotocol, or "" */
+  readonly protocol: string;
+}
+
+export interface WebSocketHandler<T = undefined> {
+  open?(ws: ServerWebSocket<T>): void | Promise<void>;
+  /**
+   * A whole message: text as a string; binary as a `Uint8Array` **view into pool memory that
+   * is valid only until this call returns** (copy it with `.slice()` to keep it).
+   */
+  message(ws: ServerWebSocket<T>, message: string | Uint8Array): void | Promise<void>;
+  /** The connection is closed: `code` from the peer's close frame, 1005 without, 1006 abnormal. */
+  close?(ws: ServerWebSocket<T>, code: number, reason: string): void | Promise<void>;
+  /** A send returned SEND_BACKPRESSURE earlier and the queue is empty again. */
+  drain?(ws: ServerWebSocket<T>): void | Promise<void>;
+  ping?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
+  pong?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
+}
+
+/** What an `upgrade` hook may return to accept a WebSocket (a `Response` refuses it). */
+export interface UpgradeAcceptance<T> {
+  data?: T;
+  /** Extra response headers for the 101 (e.g. Set-Cookie). */
+  headers?: Headers | Record<string, string> | [string, string][];
+  /** The chosen subprotocol: must be one the client offered. */
+  protocol?: string;
+}
+
+export interface ServeOptions<T = undefined> {
+  /** Port to listen on; 0 picks a free one (read it back from `server.port`). */
+  port: number;
+  /** IPv4 address to bind; default "0.0.0.0". */
+  hostname?: string;
+  /** Transport backend; "auto" picks io_uring on Linux. "fake" runs in memory (tests). */
+  backend?: "auto" | "io_uring" | "fake";
+  /** Largest message (after reassembly) accepted; larger → close 1009. Default 16 MiB. */
+  maxPayloadLength?: number;
+  /** Seconds without traffic before a connection is closed; 0 = never. Default 120. */
+  idleTimeout?: number;
+  /** Ping idle connections before the idle timeout closes them. Default true. */
+  sendPings?: boolean;
+  /** Bytes a connection may have queued before sends are dropped. Default 16 MiB. */
+  backpressureLimit?: number;
+  /** Close (1008) instead of dropping when the backpressure limit is hit. Default false. */
+  closeOnBackpressureLimit?: boolean;
+  /** Largest HTTP request head accepted (request line + headers). Default 16 KiB. */
+  maxHeaderBytes?: number;
+  /** Seconds to wait for the peer's close frame (and the handshake) before dropping. Default 5. */
+  closeTimeout?: number;
+  /** Most simultaneous connections; more are refused at accept. Default 65536. */
+  maxConnections?: number;
+  /** SO_REUSEPORT, so several processes or workers share the port. */
+  reusePort?: boolean;
+  /**
+   * Decide whether to accept a WebSocket: return `{ data, headers, protocol }` (or nothing)
+   * to accept, or a `Response` to refuse with it. May be async.
+   */
+  upgrade?(request: Request): UpgradeAcceptance<T> | Response | void |
+    Promise<UpgradeAcceptance<T> | Response | void>;
+  /** Plain HTTP requests on the same port; default answers 426 Upgrade Required. */
+  fetch?(request: Request): Response | Promise<Response>;
+  websocket: WebSocketHandler<T>;
+  /**
+   * Testing aid: overwrite each binary message view after `message` returns, so code that
+   * keeps a view past the callback reads garbage at once. Default false.
+   */
+  poisonMessageViews?: boolean;
+  /**
+   * Passed to the transport: buffer sizes and counts, hugepages, NUMA node, and backend
+   * knobs such as io_uring's `ringEntries`, `spinMicros`, `zeroCopyThreshold`.
+   */
+  transport?: TransportOptions & Record<string, unknown>;
+  /** Testing aid: the clock that drives timeouts (default: performance.now + setInterval). */
+  clock?: Clock;
+  /** Testing aid (backend "fake"): the in-memory network to listen on. */
+  network?: unknown;
+}
+
+export interface ServerStats {
+  readonly backend: BackendName;
+  /** Open WebSocket connections (after the handshake). */
+  readonly connections: number;
+  /** TCP connections still in the HTTP handshake. */
+  readonly pendingHandshakes: number;
+  readonly messagesIn: number;
+  readonly messagesOut: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Sends dropped at the backpressure limit. */
+  readonly dropped: number;
+  /** Connections closed for a protocol error (1002/1007/1009). */
+  readonly protocolErrors: number;
+  readonly idleTimeouts: number;
+  readonly transport: TransportStats;
+}
+
+export interface Server {
+  readonly port: number;
+  readonly hostname: string;
+  /**
+   * Stop. Graceful (default): stop accepting, send close 1001 to every socket, wait for the
+   * handshakes up to `closeTimeout`, flush what was queued, then free all memory.
+   * Not graceful: drop every connection at once.
+   */
+  stop(graceful?: boolean): Promise<void>;
+  stats(): ServerStats;
+}

@@ -1,0 +1,75 @@
+/**
+ * serve() options: defaults and validation, done once. Everything past this point reads
+ * plain, checked numbers (milliseconds, bytes).
+ */
+import { UsageError } from "../api/errors.ts";
+import type { ServeOptions, WebSocketHandler } from "../api/websocket.ts";
+
+export interface ResolvedOptions<T> {
+  port: number;
+  hostname: string;
+  backend: "auto" | "io_uring" | "fake";
+  maxPayloadLength: number;
+  idleTimeoutMs: number;
+  sendPings: boolean;
+  backpressureLimit: number;
+  closeOnBackpressureLimit: boolean;
+  maxHeaderBytes: number;
+  closeTimeoutMs: number;
+  maxConnections: number;
+  reusePort: boolean;
+  upgrade: ServeOptions<T>["upgrade"];
+  fetch: ServeOptions<T>["fetch"];
+  websocket: WebSocketHandler<T>;
+  poisonMessageViews: boolean;
+  transport: Record<string, unknown>;
+  /** How often timeouts are checked: a quarter of the shortest timeout, 50 ms to 1 s. */
+  tickMs: number;
+}
+
+const MiB = 1024 * 1024;
+
+function count(name: string, value: number | undefined, fallback: number, min = 0, max = 2 ** 53): number {
+  const chosen = value ?? fallback;
+  if (typeof chosen !== "number" || !Number.isFinite(chosen) || chosen < min || chosen > max) {
+    throw new UsageError("WS_ERR_BAD_OPTION", `${name} must be a number from ${min} to ${max}`);
+  }
+  return chosen;
+}
+
+export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> {
+  if (options === null || typeof options !== "object") {
+    throw new UsageError("WS_ERR_BAD_OPTION", "serve() needs an options object");
+  }
+  if (typeof options.websocket?.message !== "function") {
+    throw new UsageError("WS_ERR_BAD_OPTION", "websocket.message(ws, message) is required");
+  }
+  const backend = options.backend ?? "auto";
+  if (backend !== "auto" && backend !== "io_uring" && backend !== "fake") {
+    throw new UsageError("WS_ERR_BAD_OPTION", `unknown backend "${String(backend)}"`);
+  }
+  const idleTimeoutMs = count("idleTimeout", options.idleTimeout, 120, 0, 86_400) * 1000;
+  const closeTimeoutMs = count("closeTimeout", options.closeTimeout, 5, 0.01, 3600) * 1000;
+  const shortest = Math.min(idleTimeoutMs || Infinity, closeTimeoutMs);
+  return {
+    port: count("port", options.port, NaN, 0, 65_535),
+    hostname: options.hostname ?? "0.0.0.0",
+    backend,
+    maxPayloadLength: count("maxPayloadLength", options.maxPayloadLength, 16 * MiB, 1),
+    idleTimeoutMs,
+    sendPings: options.sendPings ?? true,
+    backpressureLimit: count("backpressureLimit", options.backpressureLimit, 16 * MiB, 1),
+    closeOnBackpressureLimit: options.closeOnBackpressureLimit ?? false,
+    maxHeaderBytes: count("maxHeaderBytes", options.maxHeaderBytes, 16 * 1024, 256),
+    closeTimeoutMs,
+    maxConnections: count("maxConnections", options.maxConnections, 65_536, 1, 1 << 24),
+    reusePort: options.reusePort ?? false,
+    upgrade: options.upgrade,
+    fetch: options.fetch,
+    websocket: options.websocket,
+    poisonMessageViews: options.poisonMessageViews ?? false,
+    transport: { ...(options.transport ?? {}) },
+    tickMs: Math.max(50, Math.min(1000, Math.floor(shortest / 4))),
+  };
+}
+

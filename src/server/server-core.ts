@@ -1,0 +1,283 @@
+/**
+ * The server between the transport and the user's handlers: TCP connection → HTTP upgrade
+ * (or a plain HTTP answer) → WebSocket. It owns the per-connection tables, the timeouts
+ * (handshake, closing handshake, idle with pings), the counters and graceful shutdown.
+ * Connection ids come from the transport; every table here is indexed by them.
+ */
+import type { Clock, ServerStats, WebSocketHandler } from "../api/websocket.ts";
+import { ReadyState } from "../api/websocket.ts";
+import { CloseMode, type Transport, type TransportHandler } from "../api/transport.ts";
+import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, Role } from "../protocol/constants.ts";
+import { FrameParser } from "../protocol/frame-parser.ts";
+import { HandshakeState, type Acceptance } from "./handshake-flow.ts";
+import { IntrusiveList } from "./intrusive-list.ts";
+import type { ResolvedOptions } from "./options.ts";
+import { WebSocketConnection } from "./ws-connection.ts";
+
+/** Room for a coalesced frame: header + 16 KiB payload, or a 64 KiB text encoded in place. */
+const SCRATCH_BYTES = 192 * 1024 + 16;
+
+export class ServerCore<T> implements TransportHandler {
+  readonly scratch = new Uint8Array(SCRATCH_BYTES);
+  readonly counters = {
+    messagesIn: 0, messagesOut: 0, dropped: 0, protocolErrors: 0, idleTimeouts: 0,
+    connections: 0, handshakes: 0,
+  };
+  readonly handlers: WebSocketHandler<T>;
+  private readonly sockets: (WebSocketConnection<T> | undefined)[];
+  private readonly pending: (HandshakeState<T> | undefined)[];
+  /** Open sockets, least recently active first (idle timeouts and pings). */
+  private readonly activity: IntrusiveList;
+  /** Handshaking and closing connections, oldest first (closeTimeout). */
+  private readonly deadlines: IntrusiveList;
+  private readonly lastActivity: Float64Array;
+  private readonly deadlineStart: Float64Array;
+  private readonly pinged: Uint8Array;
+  private readonly stopTicking: () => void;
+  /** Coarse time, refreshed by the tick: good enough for second-scale timeouts, and free. */
+  private now: number;
+  private liveConnections = 0;
+  private stopping = false;
+  private whenEmpty: (() => void) | undefined;
+  listener = -1;
+
+  constructor(
+    readonly transport: Transport,
+    readonly options: ResolvedOptions<T>,
+    private readonly clock: Clock,
+  ) {
+    this.handlers = options.websocket;
+    const slots = options.maxConnections;
+    this.sockets = new Array(slots).fill(undefined);
+    this.pending = new Array(slots).fill(undefined);
+    this.activity = new IntrusiveList(slots);
+    this.deadlines = new IntrusiveList(slots);
+    this.lastActivity = new Float64Array(slots);
+    this.deadlineStart = new Float64Array(slots);
+    this.pinged = new Uint8Array(slots);
+    this.now = clock.now();
+    this.stopTicking = clock.every(options.tickMs, () => this.tick());
+  }
+
+  // ------------------------------------------------------------ transport events
+
+  onOpen(conn: number): void {
+    this.liveConnections++;
+    if (this.stopping) {
+      this.transport.close(conn, CloseMode.Abort);
+      return;
+    }
+    this.pending[conn] = new HandshakeState(this, conn);
+    this.counters.handshakes++;
+    this.deadlineStart[conn] = this.now;
+    this.deadlines.pushTail(conn);
+  }
+
+  onData(conn: number, data: Uint8Array, start: number, end: number): void {
+    const socket = this.sockets[conn];
+    if (socket !== undefined) {
+      this.lastActivity[conn] = this.now;
+      this.pinged[conn] = 0;
+      if (socket.readyState === ReadyState.OPEN) this.activity.touch(conn);
+      socket.parser.consume(data, start, end, socket);
+      return;
+    }
+    this.pending[conn]?.feed(data, start, end);
+  }
+
+  onDrain(conn: number): void {
+    const socket = this.sockets[conn];
+    if (socket === undefined || !socket.needsDrain) return;
+    socket.needsDrain = false;
+    const drain = this.handlers.drain;
+    if (drain) this.invoke(socket, drain);
+  }
+
+  onEnd(): void {
+    // The peer closed TCP; the transport closes our side after flushing. Without a close
+    // frame the socket reports 1006 in onClose.
+  }
+
+  onClose(conn: number): void {
+    this.liveConnections--;
+    this.activity.remove(conn);
+    this.deadlines.remove(conn);
+    const socket = this.sockets[conn];
+    if (socket !== undefined) {
+      this.sockets[conn] = undefined;
+      this.counters.connections--;
+      socket.readyState = ReadyState.CLOSED;
+      socket.parser.destroy();
+      const close = this.handlers.close;
+      if (close) this.invoke(socket, close, socket.closeCode, socket.closeReason);
+    } else if (this.pending[conn] !== undefined) {
+      this.pending[conn]!.abandon();
+      this.pending[conn] = undefined;
+      this.counters.handshakes--;
+    }
+    if (this.liveConnections === 0 && this.whenEmpty) this.whenEmpty();
+  }
+
+  // ------------------------------------------------------------ handshake → WebSocket
+
+  /** The handshake succeeded and the 101 is queued: the connection becomes a WebSocket. */
+  accept(conn: number, acceptance: Acceptance<T>, leftover: Uint8Array | undefined): void {
+    this.pending[conn] = undefined;
+    this.counters.handshakes--;
+    this.deadlines.remove(conn);
+    const parser = new FrameParser({
+      role: Role.Server, maxPayloadLength: this.options.maxPayloadLength,
+    });
+    const socket = new WebSocketConnection(this, conn, parser, acceptance.data as T,
+      acceptance.protocol);
+    this.sockets[conn] = socket;
+    this.counters.connections++;
+    this.lastActivity[conn] = this.now;
+    this.pinged[conn] = 0;
+    this.activity.pushTail(conn);
+    const open = this.handlers.open;
+    if (open) this.invoke(socket, open);
+    // Frames the client sent right behind its handshake.
+    if (leftover !== undefined && this.sockets[conn] === socket) {
+      parser.consume(leftover, 0, leftover.length, socket);
+    }
+  }
+
+  /** A socket sent its close frame: wait up to closeTimeout for the peer's. */
+  closing(socket: WebSocketConnection<T>): void {
+    this.activity.remove(socket.conn);
+    this.deadlineStart[socket.conn] = this.now;
+    this.deadlines.pushTail(socket.conn);
+  }
+
+  /** The handshake was answered with an HTTP response: it stays on the deadline list. */
+  handshakeDone(conn: number): void {
+    this.transport.close(conn, CloseMode.Graceful);
+  }
+
+  // ------------------------------------------------------------ user handlers
+
+  invokeMessage(socket: WebSocketConnection<T>, message: string | Uint8Array): void {
+    try {
+      const result = this.handlers.message(socket, message);
+      if (result instanceof Promise) result.catch((error) => this.handlerFailed(socket, error));
+    } catch (error) {
+      this.handlerFailed(socket, error);
+    }
+  }
+
+  invoke<A extends unknown[]>(socket: WebSocketConnection<T>,
+    handler: (ws: WebSocketConnection<T>, ...args: A) => unknown, ...args: A): void {
+    try {
+      const result = handler(socket, ...args);
+      if (result instanceof Promise) result.catch((error) => this.handlerFailed(socket, error));
+    } catch (error) {
+      this.handlerFailed(socket, error);
+    }
+  }
+
+  /** A handler threw: report it and close that socket with 1011, keep the server up. */
+  private handlerFailed(socket: WebSocketConnection<T>, error: unknown): void {
+    console.error("hioload-ws: a websocket handler threw:", error);
+    if (socket.readyState === ReadyState.OPEN) socket.fail(CLOSE_INTERNAL_ERROR, "handler error");
+  }
+
+  // ------------------------------------------------------------ timeouts
+
+  private tick(): void {
+    this.now = this.clock.now();
+    this.expireDeadlines();
+    this.expireIdle();
+  }
+
+  private expireDeadlines(): void {
+    const limit = this.options.closeTimeoutMs;
+    for (let conn = this.deadlines.head; conn !== -1;) {
+      if (this.now - this.deadlineStart[conn] < limit) break;
+      const next = this.deadlines.after(conn);
+      this.deadlines.remove(conn);
+      this.transport.close(conn, CloseMode.Abort); // slow handshake or no close frame back
+      conn = next;
+    }
+  }
+
+  private expireIdle(): void {
+    const idleMs = this.options.idleTimeoutMs;
+    if (idleMs === 0) return;
+    const pingAfterMs = this.options.sendPings ? idleMs - Math.min(idleMs / 2, 10_000) : idleMs;
+    for (let conn = this.activity.head; conn !== -1;) {
+      const idle = this.now - this.lastActivity[conn];
+      if (idle < pingAfterMs) break;
+      const next = this.activity.after(conn);
+      const socket = this.sockets[conn]!;
+      if (idle >= idleMs) {
+        this.counters.idleTimeouts++;
+        this.activity.remove(conn);
+        socket.fail(CLOSE_GOING_AWAY, "idle timeout");
+      } else if (this.pinged[conn] === 0) {
+        this.pinged[conn] = 1;
+        socket.ping();
+      }
+      conn = next;
+    }
+  }
+
+  // ------------------------------------------------------------ shutdown and stats
+
+  async stop(graceful: boolean): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      if (this.listener >= 0) this.transport.closeListener(this.listener);
+      for (let conn = 0; conn < this.sockets.length; conn++) {
+        const socket = this.sockets[conn];
+        if (socket !== undefined) {
+          if (graceful && socket.readyState === ReadyState.OPEN) {
+            socket.close(CLOSE_GOING_AWAY, "server shutting down");
+          } else if (!graceful) {
+            this.transport.close(conn, CloseMode.Abort);
+          }
+        } else if (this.pending[conn] !== undefined) {
+          this.transport.close(conn, graceful ? CloseMode.Graceful : CloseMode.Abort);
+        }
+      }
+    }
+    if (this.liveConnections > 0) {
+      // The deadline tick aborts sockets whose peers never answer; this bound is the backstop.
+      const backstop = setTimeout(() => this.abortAll(), this.options.closeTimeoutMs + 1000);
+      await new Promise<void>((resolve) => (this.whenEmpty = resolve));
+      clearTimeout(backstop);
+    }
+    this.stopTicking();
+    await this.transport.dispose();
+  }
+
+  private abortAll(): void {
+    for (let conn = 0; conn < this.sockets.length; conn++) {
+      if (this.sockets[conn] !== undefined || this.pending[conn] !== undefined) {
+        this.transport.close(conn, CloseMode.Abort);
+      }
+    }
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  stats(): ServerStats {
+    const transport = this.transport.stats();
+    return {
+      backend: transport.backend,
+      connections: this.counters.connections,
+      pendingHandshakes: this.counters.handshakes,
+      messagesIn: this.counters.messagesIn,
+      messagesOut: this.counters.messagesOut,
+      bytesIn: transport.bytesIn,
+      bytesOut: transport.bytesOut,
+      dropped: this.counters.dropped,
+      protocolErrors: this.counters.protocolErrors,
+      idleTimeouts: this.counters.idleTimeouts,
+      transport,
+    };
+  }
+}
+

@@ -1,0 +1,255 @@
+/**
+ * One WebSocket after the handshake: the `ServerWebSocket` users hold, and the FrameSink the
+ * frame parser calls. Frames go out through the transport; control frames (pong, close)
+ * answer the peer as RFC 6455 §5.5 requires. Nothing here allocates per message except the
+ * string of a text message and the view of a binary one.
+ */
+import { ReadyState, SEND_BACKPRESSURE, SEND_DROPPED, type ServerWebSocket } from "../api/websocket.ts";
+import { UsageError } from "../api/errors.ts";
+import { CloseMode } from "../api/transport.ts";
+import {
+  CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, OPCODE_BINARY,
+  OPCODE_PING, OPCODE_PONG, OPCODE_TEXT, type ProtocolError,
+} from "../protocol/constants.ts";
+import { isValidCloseCode } from "../protocol/close.ts";
+import type { FrameParser, FrameSink } from "../protocol/frame-parser.ts";
+import {
+  writeCloseFrame, writeControlFrame, writeFrameHeader,
+} from "../protocol/frame-writer.ts";
+import type { ServerCore } from "./server-core.ts";
+
+/** Payloads up to this size leave in one transport send together with their header. */
+const COALESCE_BYTES = 16 * 1024;
+/** Queued bytes the kernel has not taken, above which a send reports backpressure. */
+export const BACKPRESSURE_HIGH_WATER = 64 * 1024;
+
+const textDecoder = new TextDecoder("utf-8");
+const textEncoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
+  data: T;
+  readonly protocol: string;
+  readyState: ReadyState = ReadyState.OPEN;
+  /** Close code and reason reported to `close`: from the peer's frame, or the one we sent. */
+  closeCode = CLOSE_ABNORMAL;
+  closeReason = "";
+  /** A send returned backpressure: call `drain` when the queue empties. */
+  needsDrain = false;
+  private address: string | undefined;
+
+  constructor(
+    private readonly core: ServerCore<T>,
+    readonly conn: number,
+    readonly parser: FrameParser,
+    data: T,
+    protocol: string,
+  ) {
+    this.data = data;
+    this.protocol = protocol;
+  }
+
+  get remoteAddress(): string {
+    if (this.address === undefined) {
+      const full = this.core.transport.remoteAddress(this.conn);
+      this.address = full.slice(0, full.lastIndexOf(":")) || full;
+    }
+    return this.address;
+  }
+
+  // ------------------------------------------------------------ sending
+
+  send(data: string | ArrayBufferView | ArrayBuffer): number {
+    return typeof data === "string" ? this.sendText(data) : this.sendBinary(data);
+  }
+
+  sendText(data: string): number {
+    const scratch = this.core.scratch;
+    // encodeInto writes at most 3 bytes per UTF-16 unit: fits the scratch when short enough.
+    if (data.length * 3 <= scratch.length - 14) {
+      const { written } = textEncoder.encodeInto(data, scratch.subarray(14));
+      return this.sendFrame(OPCODE_TEXT, scratch, 14, 14 + written);
+    }
+    const bytes = textEncoder.encode(data);
+    return this.sendFrame(OPCODE_TEXT, bytes, 0, bytes.length);
+  }
+
+  sendBinary(data: ArrayBufferView | ArrayBuffer): number {
+    const bytes = toBytes(data);
+    return this.sendFrame(OPCODE_BINARY, bytes, 0, bytes.length);
+  }
+
+  ping(data?: string | ArrayBufferView | ArrayBuffer): number {
+    return this.sendControl(OPCODE_PING, data);
+  }
+
+  pong(data?: string | ArrayBufferView | ArrayBuffer): number {
+    return this.sendControl(OPCODE_PONG, data);
+  }
+
+  cork<R>(callback: (ws: ServerWebSocket<T>) => R): R {
+    // Every send of a loop turn already leaves in one write per connection.
+    return callback(this);
+  }
+
+  getBufferedAmount(): number {
+    return this.readyState === ReadyState.CLOSED ? 0 : this.core.transport.bufferedAmount(this.conn);
+  }
+
+  /**
+   * One data frame: `payload[start, end)`. Small payloads are copied behind their header in
+   * the scratch buffer so both leave in one all-or-nothing transport send.
+   */
+  private sendFrame(opcode: number, payload: Uint8Array, start: number, end: number): number {
+    if (this.readyState !== ReadyState.OPEN) return SEND_DROPPED;
+    const core = this.core;
+    const transport = core.transport;
+    const length = end - start;
+    const buffered = transport.bufferedAmount(this.conn);
+    if (buffered > 0 && buffered + length > core.options.backpressureLimit) {
+      core.counters.dropped++;
+      if (core.options.closeOnBackpressureLimit) {
+        this.fail(CLOSE_POLICY_VIOLATION, "backpressure limit");
+      }
+      return SEND_DROPPED;
+    }
+    const scratch = core.scratch;
+    let queued: number;
+    if (length <= COALESCE_BYTES) {
+      const headerSize = frameHeaderLength(length);
+      const headerAt = payload === scratch ? start - headerSize : 0;
+      if (payload !== scratch) scratch.set(payload.subarray(start, end), headerSize);
+      writeFrameHeader(scratch, headerAt, opcode, true, false, length);
+      queued = transport.send(this.conn, scratch, headerAt, headerAt + headerSize + length);
+    } else {
+      const headerSize = writeFrameHeader(scratch, 0, opcode, true, false, length);
+      queued = transport.send(this.conn, scratch, 0, headerSize);
+      if (queued > 0 && transport.send(this.conn, payload, start, end) < 0) {
+        // The header left without its payload: the stream cannot be repaired.
+        transport.close(this.conn, CloseMode.Abort);
+        return SEND_DROPPED;
+      }
+    }
+    if (queued < 0) {
+      core.counters.dropped++;
+      return SEND_DROPPED;
+    }
+    core.counters.messagesOut++;
+    if (buffered >= BACKPRESSURE_HIGH_WATER) {
+      this.needsDrain = true;
+      return SEND_BACKPRESSURE;
+    }
+    return length === 0 ? 1 : length;
+  }
+
+  private sendControl(opcode: number, data?: string | ArrayBufferView | ArrayBuffer): number {
+    if (this.readyState !== ReadyState.OPEN) return SEND_DROPPED;
+    const payload = data === undefined ? EMPTY
+      : typeof data === "string" ? textEncoder.encode(data) : toBytes(data);
+    if (payload.length > 125) {
+      throw new UsageError("WS_ERR_CONTROL_TOO_LONG", "ping/pong payloads are at most 125 bytes");
+    }
+    return this.writeControl(opcode, payload, 0, payload.length);
+  }
+
+  /** Control frames bypass the backpressure limit: keepalive must get through. */
+  private writeControl(opcode: number, payload: Uint8Array, start: number, end: number): number {
+    const scratch = this.core.scratch;
+    const size = writeControlFrame(scratch, 0, opcode, payload, start, end);
+    return this.core.transport.send(this.conn, scratch, 0, size) < 0 ? SEND_DROPPED : size;
+  }
+
+  // ------------------------------------------------------------ closing
+
+  close(code: number = CLOSE_NORMAL, reason = ""): void {
+    if (this.readyState !== ReadyState.OPEN) return;
+    if (!isValidCloseCode(code)) {
+      throw new UsageError("WS_ERR_INVALID_CLOSE_CODE", `close code ${code} may not be sent`);
+    }
+    this.sendClose(code, reason);
+    this.closeCode = code;
+    this.closeReason = reason;
+    this.core.closing(this); // wait for the peer's close frame, up to closeTimeout
+  }
+
+  terminate(): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.readyState = ReadyState.CLOSING;
+    this.core.transport.close(this.conn, CloseMode.Abort);
+  }
+
+  /** Close frame with `code` (1005: empty payload); after it nothing more is sent (§5.5.1). */
+  private sendClose(code: number, reason: string): void {
+    const scratch = this.core.scratch;
+    const size = writeCloseFrame(scratch, 0, code, reason);
+    this.core.transport.send(this.conn, scratch, 0, size);
+    this.readyState = ReadyState.CLOSING;
+  }
+
+  /** Server-side failure (idle, shutdown, protocol error): close frame, then TCP close. */
+  fail(code: number, reason: string): void {
+    if (this.readyState === ReadyState.OPEN) {
+      this.sendClose(code, reason);
+      this.closeCode = code;
+      this.closeReason = reason;
+      this.core.closing(this); // a peer that never reads cannot hold the flush past closeTimeout
+    }
+    this.core.transport.close(this.conn, CloseMode.Graceful);
+  }
+
+  // ------------------------------------------------------------ FrameSink
+
+  onMessage(opcode: number, data: Uint8Array, start: number, end: number): void {
+    if (this.readyState !== ReadyState.OPEN) return; // data after our close frame: ignored
+    const core = this.core;
+    core.counters.messagesIn++;
+    if (opcode === OPCODE_TEXT) {
+      core.invokeMessage(this, textDecoder.decode(data.subarray(start, end)));
+      return;
+    }
+    const view = data.subarray(start, end);
+    core.invokeMessage(this, view);
+    if (core.options.poisonMessageViews) view.fill(0xdd);
+  }
+
+  onPing(data: Uint8Array, start: number, end: number): void {
+    if (this.readyState !== ReadyState.OPEN) return;
+    this.writeControl(OPCODE_PONG, data, start, end); // §5.5.2: same application data
+    const handler = this.core.handlers.ping;
+    if (handler) this.core.invoke(this, handler, data.subarray(start, end));
+  }
+
+  onPong(data: Uint8Array, start: number, end: number): void {
+    const handler = this.core.handlers.pong;
+    if (handler && this.readyState === ReadyState.OPEN) {
+      this.core.invoke(this, handler, data.subarray(start, end));
+    }
+  }
+
+  onClose(code: number, data: Uint8Array, reasonStart: number, reasonEnd: number): void {
+    const reason = reasonEnd > reasonStart ? textDecoder.decode(data.subarray(reasonStart, reasonEnd)) : "";
+    if (this.readyState === ReadyState.OPEN) {
+      // Echo the peer's code (§5.5.1), then close TCP: the server closes first (§7.1.1).
+      this.sendClose(code === CLOSE_NO_STATUS ? CLOSE_NO_STATUS : code, "");
+      this.closeCode = code;
+      this.closeReason = reason;
+    }
+    this.core.transport.close(this.conn, CloseMode.Graceful);
+  }
+
+  onError(error: ProtocolError): void {
+    this.core.counters.protocolErrors++;
+    this.fail(error.closeCode, error.message);
+  }
+}
+
+function frameHeaderLength(length: number): number {
+  return length < 126 ? 2 : length < 0x10000 ? 4 : 10;
+}
+
+function toBytes(data: ArrayBufferView | ArrayBuffer): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
