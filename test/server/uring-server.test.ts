@@ -1,0 +1,203 @@
+/**
+ * The server on io_uring over real loopback, with real clients: Bun's own WebSocket and the
+ * `ws` package. Payload sizes around the frame-length boundaries, 1,000 concurrent
+ * clients, clients that vanish mid-frame, and a client that never reads.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import WebSocketClient from "ws";
+import type { Server, ServeOptions } from "../../src/api/websocket.ts";
+import { UringTransport } from "../../src/reactor/uring-transport.ts";
+import { serve } from "../../src/server/serve.ts";
+import { patternBytes } from "../support/bytes.ts";
+import { ioUringUnavailable } from "../support/platform.ts";
+import { waitFor, withTimeout } from "../support/wait-for.ts";
+import { TestWsClient } from "../support/ws-client.ts";
+
+const skipReason = ioUringUnavailable();
+if (skipReason) console.log(`[skip] io_uring server tests: ${skipReason}`);
+const suite = skipReason ? describe.skip : describe;
+
+const SIZES = [0, 125, 126, 64 * 1024, 1024 * 1024];
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+});
+
+function startEcho(options: Partial<ServeOptions<undefined>> = {}) {
+  const closes: number[] = [];
+  const server = serve({
+    port: 0, hostname: "127.0.0.1", backend: "io_uring",
+    transport: { recvBufferCount: 256, sendChunkCount: 2048 },
+    ...options,
+    websocket: {
+      message: (ws, message) => void ws.send(message),
+      close: (_, code) => void closes.push(code),
+      ...options.websocket,
+    },
+  });
+  servers.push(server);
+  return { server, closes, url: `ws://127.0.0.1:${server.port}/` };
+}
+
+/** Bun's WebSocket client: echo each payload, as text and as binary. */
+async function echoWithBun(url: string) {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  const received: (string | Uint8Array)[] = [];
+  ws.onmessage = (event) => {
+    received.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
+  };
+  await withTimeout(new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  }), 5000, "Bun WebSocket open");
+  for (const size of SIZES) {
+    ws.send("é".repeat(size / 2));
+    ws.send(patternBytes(size, size));
+  }
+  await waitFor(() => received.length === SIZES.length * 2, 10_000,
+    () => `Bun client echoes (${received.length})`);
+  SIZES.forEach((size, i) => {
+    expect(received[2 * i]).toBe("é".repeat(size / 2));
+    expect(received[2 * i + 1]).toEqual(patternBytes(size, size));
+  });
+  const closed = new Promise<CloseEvent>((resolve) => (ws.onclose = resolve));
+  ws.close(1000, "done");
+  const event = await withTimeout(closed, 5000, "Bun WebSocket close");
+  expect(event.code).toBe(1000);
+}
+
+async function echoWithWs(url: string) {
+  const ws = new WebSocketClient(url);
+  const received: (string | Uint8Array)[] = [];
+  ws.on("message", (data, isBinary) => {
+    const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
+    received.push(isBinary ? new Uint8Array(bytes) : bytes.toString("utf8"));
+  });
+  await withTimeout(new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  }), 5000, "ws open");
+  for (const size of SIZES) {
+    ws.send("ж".repeat(size / 2));
+    ws.send(patternBytes(size, size + 1), { binary: true });
+  }
+  await waitFor(() => received.length === SIZES.length * 2, 10_000,
+    () => `ws client echoes (${received.length})`);
+  SIZES.forEach((size, i) => {
+    expect(received[2 * i]).toBe("ж".repeat(size / 2));
+    expect(received[2 * i + 1]).toEqual(patternBytes(size, size + 1));
+  });
+  const closed = new Promise<number>((resolve) => ws.once("close", resolve));
+  ws.close(4321, "bye");
+  expect(await withTimeout(closed, 5000, "ws close")).toBe(4321);
+}
+
+suite("server on io_uring with real clients", () => {
+  test("Bun's WebSocket client: echo of 0 B, 125 B, 126 B, 64 KiB, 1 MiB", async () => {
+    const { url, closes } = startEcho();
+    await echoWithBun(url);
+    await waitFor(() => closes.length === 1, 2000, "server close handler");
+    expect(closes[0]).toBe(1000);
+  });
+
+  test("the ws package's client: the same sizes, and its close code", async () => {
+    const { url, closes } = startEcho();
+    await echoWithWs(url);
+    await waitFor(() => closes.length === 1, 2000, "server close handler");
+    expect(closes[0]).toBe(4321);
+  });
+
+  test("1,000 concurrent clients each echo a message", async () => {
+    const { url, server } = startEcho();
+    const clients = Array.from({ length: 1000 }, () => new WebSocketClient(url));
+    try {
+      const echoed = clients.map((ws, i) => new Promise<string>((resolve, reject) => {
+        ws.once("open", () => ws.send(`client ${i}`));
+        ws.once("message", (data) => resolve(String(data)));
+        ws.once("error", reject);
+      }));
+      const texts = await withTimeout(Promise.all(echoed), 20_000, "1000 echoes");
+      texts.forEach((text, i) => expect(text).toBe(`client ${i}`));
+      expect(server.stats().connections).toBe(1000);
+    } finally {
+      for (const ws of clients) ws.terminate();
+    }
+    await waitFor(() => server.stats().connections === 0, 5000, "all closed");
+  });
+
+  test("clients that vanish mid-frame are cleaned up (1006), nothing leaks", async () => {
+    const { server, closes } = startEcho();
+    const client = new UringTransport({ maxConnections: 64, recvBufferCount: 64,
+      sendChunkCount: 64 });
+    try {
+      const sockets = Array.from({ length: 20 }, () => TestWsClient.connect(client, server.port));
+      for (const ws of sockets) await ws.opened101();
+      for (const ws of sockets) {
+        // Header of a 1000-byte masked frame and 10 bytes of it, then the peer is gone.
+        ws.sendRaw(Uint8Array.of(0x82, 0xfe, 0x03, 0xe8, 1, 2, 3, 4, ...new Uint8Array(10)));
+        ws.terminate();
+      }
+      await waitFor(() => closes.length === 20, 5000, "20 close handlers");
+      expect(closes.every((code) => code === 1006)).toBe(true);
+      const stats = server.stats();
+      expect(stats.connections).toBe(0);
+      expect(stats.transport.connections).toBe(0);
+      expect(stats.transport.sendBuffers.inUse).toBe(0);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  test("a client that never reads: the server's queue stays within backpressureLimit", async () => {
+    const limit = 1024 * 1024;
+    const results: number[] = [];
+    let serverSocket: import("../../src/api/websocket.ts").ServerWebSocket | undefined;
+    const { server } = startEcho({
+      backpressureLimit: limit,
+      websocket: { open: (ws) => void (serverSocket = ws), message() {} },
+    });
+    const client = new UringTransport({ maxConnections: 4, recvBufferCount: 16,
+      sendChunkCount: 16 });
+    try {
+      const ws = TestWsClient.connect(client, server.port);
+      await ws.opened101();
+      await waitFor(() => serverSocket !== undefined, 2000, "open");
+      client.pause(0); // the client stops reading; the kernel buffers fill up
+      const payload = patternBytes(64 * 1024, 9);
+      const deadline = performance.now() + 3000;
+      while (performance.now() < deadline && !results.includes(0)) {
+        results.push(serverSocket!.send(payload));
+        await Bun.sleep(1);
+      }
+      expect(results).toContain(-1);
+      expect(results).toContain(0);
+      const buffered = serverSocket!.getBufferedAmount();
+      expect(buffered).toBeLessThanOrEqual(limit + payload.length);
+      // Pool memory follows the queue, not the number of send attempts.
+      const inUse = server.stats().transport.sendBuffers;
+      expect(inUse.inUse * inUse.slotSize).toBeLessThanOrEqual(limit + 2 * payload.length);
+      expect(server.stats().dropped).toBeGreaterThan(0);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  test("examples/echo.ts: prints its banner, echoes, exits 0 on SIGTERM", async () => {
+    const child = Bun.spawn([process.execPath, `${import.meta.dir}/../../examples/echo.ts`, "0"],
+      { stdout: "pipe", stderr: "inherit" });
+    try {
+      const reader = child.stdout.getReader();
+      const { value } = await withTimeout(reader.read(), 5000, "banner");
+      const banner = new TextDecoder().decode(value);
+      expect(banner).toMatch(/^Echo WebSocket server started on :\d+\.\.\./);
+      const port = Number(/:(\d+)/.exec(banner)![1]);
+      reader.releaseLock();
+      await echoWithBun(`ws://127.0.0.1:${port}/`);
+      child.kill("SIGTERM");
+      expect(await withTimeout(child.exited, 5000, "exit")).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
