@@ -125,9 +125,9 @@ export class HandshakeState<T> {
     let protocol: string;
     let response: Uint8Array;
     try {
-      protocol = selectProtocol(upgrade.protocols, acceptance?.protocol) ?? "";
-      response = build101Response(acceptKey(upgrade.key), protocol || undefined,
-        acceptance?.headers);
+      const { headers, headerProtocol } = splitProtocolHeader(acceptance?.headers);
+      protocol = selectProtocol(upgrade.protocols, acceptance?.protocol ?? headerProtocol) ?? "";
+      response = build101Response(acceptKey(upgrade.key), protocol || undefined, headers);
     } catch (error) {
       this.hookFailed(error);
       return;
@@ -185,4 +185,22 @@ export class HandshakeState<T> {
     this.core.transport.send(this.conn, bytes, 0, bytes.length);
     this.core.handshakeDone(this.conn);
   }
+}
+
+/**
+ * Bun-style code names the subprotocol as a `Sec-WebSocket-Protocol` response header; we
+ * take it from there (it is validated against the offer like `protocol`).
+ */
+function splitProtocolHeader(input: UpgradeAcceptance<unknown>["headers"]) {
+  if (input === undefined) return { headers: undefined, headerProtocol: undefined };
+  // Entries keep the user's spelling of names (a Headers object would lower-case them).
+  const entries: [string, string][] = input instanceof Headers ? [...input.entries()]
+    : Array.isArray(input) ? input : Object.entries(input);
+  let headerProtocol: string | undefined;
+  const headers = entries.filter(([name, value]) => {
+    if (name.toLowerCase() !== "sec-websocket-protocol") return true;
+    headerProtocol = value;
+    return false;
+  });
+  return { headers, headerProtocol };
 }

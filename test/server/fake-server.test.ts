@@ -200,6 +200,17 @@ describe(`server on the fake backend (seed ${seed})`, () => {
     expect(sockets[0].protocol).toBe("chat");
   });
 
+  test("a Bun-style Sec-WebSocket-Protocol response header selects the subprotocol", async () => {
+    const { client, sockets } = start({
+      upgrade: () => ({ headers: { "Sec-WebSocket-Protocol": "v2" } }),
+    });
+    const ws = client({ headers: { "Sec-WebSocket-Protocol": "v1, v2" } });
+    await ws.opened101();
+    expect(ws.responseHead).toContain("Sec-WebSocket-Protocol: v2");
+    await waitFor(() => sockets.length === 1, 2000, "open");
+    expect(sockets[0].protocol).toBe("v2");
+  });
+
   test("plain HTTP goes to fetch", async () => {
     const { client } = start({ fetch: (request) => new Response(`hi ${new URL(request.url).pathname}`) });
     const http = client({ rawRequest: "GET /x HTTP/1.1\r\nHost: a\r\n\r\n" });
