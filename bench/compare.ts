@@ -46,12 +46,12 @@ const scenarios: Scenario[] = [
 ].filter((s) => !values.only || values.only.split(",").some((key) => s.label.includes(key)));
 
 interface ServerSpec { name: string; cmd: (port: number) => string[] }
-const serverSpecs: ServerSpec[] = [
+const serverSpecs: ServerSpec[] = ([
   { name: "hioload-ws", cmd: (port) => [process.execPath, join(root, "examples/echo.ts"), String(port)] },
   { name: "Bun.serve", cmd: (port) => [process.execPath, join(root, "bench/servers/bun-serve-echo.ts"), String(port)] },
   { name: "ws (Bun)", cmd: (port) => [process.execPath, join(root, "bench/servers/ws-echo.mjs"), String(port)] },
   ...(node ? [{ name: "ws (Node)", cmd: (port: number) => [node, join(root, "bench/servers/ws-echo.mjs"), String(port)] }] : []),
-].filter((s) => !values.servers || values.servers.split(",").includes(s.name));
+] as ServerSpec[]).filter((s) => !values.servers || values.servers.split(",").includes(s.name));
 
 interface Row { msgsPerSec: number; mbPerSec: number; p50us: number; p99us: number; rssOpenKb: number; rssBeforeKb: number }
 

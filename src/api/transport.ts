@@ -101,6 +101,13 @@ export interface Transport {
    * -EPIPE when the connection is closing or closed, -ENOBUFS when send memory is exhausted.
    */
   send(conn: number, data: Uint8Array, start: number, end: number): number;
+  /**
+   * Queue `first[firstStart, firstEnd)` then `second[secondStart, secondEnd)`, all or nothing
+   * (a frame header and its payload without an intermediate copy). Returns the total queued,
+   * or -errno as `send` does.
+   */
+  sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
+    second: Uint8Array, secondStart: number, secondEnd: number): number;
   /** Bytes queued and not yet handed to the kernel. */
   bufferedAmount(conn: number): number;
   /** Stop delivering `onData` (inbound flow control) until `resume`. */

@@ -124,6 +124,15 @@ export class FakeTransport implements Transport {
     return queued;
   }
 
+  sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
+    second: Uint8Array, secondStart: number, secondEnd: number): number {
+    const firstLength = firstEnd - firstStart;
+    const joined = new Uint8Array(firstLength + (secondEnd - secondStart));
+    joined.set(first.subarray(firstStart, firstEnd));
+    joined.set(second.subarray(secondStart, secondEnd), firstLength);
+    return this.send(conn, joined, 0, joined.length);
+  }
+
   bufferedAmount(conn: number): number {
     const socket = this.socketOf(conn);
     return socket === null ? 0 : socket.sendQueue.length;

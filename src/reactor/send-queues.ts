@@ -24,8 +24,10 @@ export const IOVECS_PER_SEND = 16;
 export const MESSAGE_AREA_SIZE = 64 + IOVECS_PER_SEND * IOVEC_SIZE;
 
 const TWO_32 = 0x1_0000_0000;
-/** Below this, copy byte by byte: a subarray() per call would allocate. */
+/** Below this, copy byte by byte (cheaper than any native call). */
 const SMALL_COPY = 64;
+const copyBytes = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array,
+  targetStart: number, sourceStart: number, sourceEnd: number) => number;
 
 export class SendQueues {
   /** Filled by `prepare`: a single range to SEND, or a msghdr to SENDMSG. */
@@ -79,10 +81,30 @@ export class SendQueues {
   append(conn: number, data: Uint8Array, start: number, end: number): number {
     const length = end - start;
     if (length <= 0) return 0;
-    let tail = this.tail[conn];
+    if (!this.hasRoom(conn, length)) return -ENOBUFS;
+    this.copyIn(conn, data, start, end);
+    return length;
+  }
+
+  /** Two ranges, all or nothing (a frame header and its payload). */
+  appendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
+    second: Uint8Array, secondStart: number, secondEnd: number): number {
+    const length = firstEnd - firstStart + (secondEnd - secondStart);
+    if (length <= 0) return 0;
+    if (!this.hasRoom(conn, length)) return -ENOBUFS;
+    this.copyIn(conn, first, firstStart, firstEnd);
+    this.copyIn(conn, second, secondStart, secondEnd);
+    return length;
+  }
+
+  private hasRoom(conn: number, length: number): boolean {
+    const tail = this.tail[conn];
     const room = tail === -1 ? 0 : this.chunkSize - this.chunkLength[tail];
-    const chunksNeeded = Math.ceil(Math.max(0, length - room) / this.chunkSize);
-    if (chunksNeeded > this.chunks.available) return -ENOBUFS;
+    return Math.ceil(Math.max(0, length - room) / this.chunkSize) <= this.chunks.available;
+  }
+
+  private copyIn(conn: number, data: Uint8Array, start: number, end: number): void {
+    let tail = this.tail[conn];
     let position = start;
     while (position < end) {
       if (tail === -1 || this.chunkLength[tail] === this.chunkSize) tail = this.addChunk(conn);
@@ -92,13 +114,13 @@ export class SendQueues {
       if (take < SMALL_COPY) {
         for (let i = 0; i < take; i++) target[used + i] = data[position + i];
       } else {
-        target.set(data.subarray(position, position + take), used);
+        // Buffer's copy takes ranges: no subarray() object per call.
+        copyBytes.call(data, target, used, position, position + take);
       }
       this.chunkLength[tail] = used + take;
       position += take;
     }
-    this.queued[conn] += length;
-    return length;
+    this.queued[conn] += end - start;
   }
 
   private addChunk(conn: number): number {

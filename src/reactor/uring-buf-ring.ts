@@ -52,7 +52,8 @@ export class ProvidedBufferRing {
     this.halves = new Uint16Array(entries);
     this.views = new Array<Uint8Array>(count);
     for (let bid = 0; bid < count; bid++) {
-      this.views[bid] = view.subarray(bid * bufferSize, (bid + 1) * bufferSize);
+      // Buffers (a Uint8Array subclass): handlers can decode text in place with utf8Slice.
+      this.views[bid] = Buffer.from(view.buffer, view.byteOffset + bid * bufferSize, bufferSize);
     }
     const reg = new Uint32Array(new ArrayBuffer(1024));
     reg[abi.BUF_REG_RING_ADDR / 4] = this.entriesAddress >>> 0;

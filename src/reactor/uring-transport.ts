@@ -275,11 +275,17 @@ export class UringTransport implements Transport {
     const state = this.states[conn];
     if (state !== OPEN && state !== CONNECTING) return -EPIPE;
     const queued = this.queues.append(conn, data, start, end);
-    if (queued > 0 && (this.flags[conn] & DIRTY) === 0) {
-      this.flags[conn] |= DIRTY;
-      this.dirty[this.dirtyCount++] = conn;
-      if (!this.inTurn) this.scheduleFlush();
-    }
+    if (queued > 0) this.markDirty(conn);
+    return queued;
+  }
+
+  sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
+    second: Uint8Array, secondStart: number, secondEnd: number): number {
+    const state = this.states[conn];
+    if (state !== OPEN && state !== CONNECTING) return -EPIPE;
+    const queued = this.queues.appendPair(conn, first, firstStart, firstEnd,
+      second, secondStart, secondEnd);
+    if (queued > 0) this.markDirty(conn);
     return queued;
   }
 

@@ -18,8 +18,14 @@ import {
 } from "../protocol/frame-writer.ts";
 import type { ServerCore } from "./server-core.ts";
 
-/** Payloads up to this size leave in one transport send together with their header. */
-const COALESCE_BYTES = 16 * 1024;
+/** Where text is encoded in the scratch buffer: room for the longest header in front. */
+const TEXT_AT = 14;
+
+/** Bun's Buffer has Node's latin1/utf8 fast paths; they take ranges, so no subarray. */
+interface Utf8Buffer extends Buffer {
+  utf8Write(text: string, offset: number, length: number): number;
+  utf8Slice(start: number, end: number): string;
+}
 /** Queued bytes the kernel has not taken, above which a send reports backpressure. */
 export const BACKPRESSURE_HIGH_WATER = 64 * 1024;
 
@@ -65,10 +71,10 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
 
   sendText(data: string): number {
     const scratch = this.core.scratch;
-    // encodeInto writes at most 3 bytes per UTF-16 unit: fits the scratch when short enough.
-    if (data.length * 3 <= scratch.length - 14) {
-      const { written } = textEncoder.encodeInto(data, scratch.subarray(14));
-      return this.sendFrame(OPCODE_TEXT, scratch, 14, 14 + written);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: encode in place behind the header room.
+    if (data.length * 3 <= scratch.length - TEXT_AT) {
+      const written = (scratch as Utf8Buffer).utf8Write(data, TEXT_AT, scratch.length - TEXT_AT);
+      return this.sendFrame(OPCODE_TEXT, scratch, TEXT_AT, TEXT_AT + written);
     }
     const bytes = textEncoder.encode(data);
     return this.sendFrame(OPCODE_TEXT, bytes, 0, bytes.length);
@@ -97,8 +103,9 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   }
 
   /**
-   * One data frame: `payload[start, end)`. Small payloads are copied behind their header in
-   * the scratch buffer so both leave in one all-or-nothing transport send.
+   * One data frame: `payload[start, end)`. The header goes in front of a payload already in
+   * the scratch buffer (text encoded in place), else header and payload are queued as a pair:
+   * all or nothing, no intermediate copy.
    */
   private sendFrame(opcode: number, payload: Uint8Array, start: number, end: number): number {
     if (this.readyState !== ReadyState.OPEN) return SEND_DROPPED;
@@ -115,20 +122,13 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     }
     const scratch = core.scratch;
     let queued: number;
-    if (length <= COALESCE_BYTES) {
-      const headerSize = frameHeaderLength(length);
-      const headerAt = payload === scratch ? start - headerSize : 0;
-      if (payload !== scratch) scratch.set(payload.subarray(start, end), headerSize);
+    if (payload === scratch) {
+      const headerAt = start - frameHeaderLength(length);
       writeFrameHeader(scratch, headerAt, opcode, true, false, length);
-      queued = transport.send(this.conn, scratch, headerAt, headerAt + headerSize + length);
+      queued = transport.send(this.conn, scratch, headerAt, end);
     } else {
       const headerSize = writeFrameHeader(scratch, 0, opcode, true, false, length);
-      queued = transport.send(this.conn, scratch, 0, headerSize);
-      if (queued > 0 && transport.send(this.conn, payload, start, end) < 0) {
-        // The header left without its payload: the stream cannot be repaired.
-        transport.close(this.conn, CloseMode.Abort);
-        return SEND_DROPPED;
-      }
+      queued = transport.sendPair(this.conn, scratch, 0, headerSize, payload, start, end);
     }
     if (queued < 0) {
       core.counters.dropped++;
@@ -204,7 +204,10 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     const core = this.core;
     core.counters.messagesIn++;
     if (opcode === OPCODE_TEXT) {
-      core.invokeMessage(this, textDecoder.decode(data.subarray(start, end)));
+      // Pool receive buffers are Buffers: decode in place; assembled messages are plain arrays.
+      const text = data instanceof Buffer ? (data as Utf8Buffer).utf8Slice(start, end)
+        : textDecoder.decode(data.subarray(start, end));
+      core.invokeMessage(this, text);
       return;
     }
     const view = data.subarray(start, end);
