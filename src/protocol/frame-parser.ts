@@ -94,8 +94,12 @@ export interface FrameParserOptions {
 
 export const DEFAULT_MAX_PAYLOAD_LENGTH = 16 * 1024 * 1024;
 
-/** First buffer for a message whose final size is not known yet; doubled as bytes arrive. */
-const MESSAGE_BUFFER_INITIAL = 16 * 1024;
+/**
+ * First buffer for a message that spans chunks (capped by its known final size); doubled as
+ * bytes arrive. 64 KiB: a 64 KiB message is assembled without regrowth copies, while a peer
+ * that declares a huge frame and stalls holds at most this much.
+ */
+const MESSAGE_BUFFER_INITIAL = 64 * 1024;
 
 const heapBuffers: MessageBuffers = {
   acquire: (size) => new Uint8Array(size),

@@ -11,6 +11,7 @@ import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, Role } from "../protocol/consta
 import { FrameParser } from "../protocol/frame-parser.ts";
 import { HandshakeState, type Acceptance } from "./handshake-flow.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
+import { MessageBufferPool } from "./message-buffers.ts";
 import type { ResolvedOptions } from "./options.ts";
 import { WebSocketConnection } from "./ws-connection.ts";
 
@@ -25,6 +26,7 @@ export class ServerCore<T> implements TransportHandler {
     connections: 0, handshakes: 0,
   };
   readonly handlers: WebSocketHandler<T>;
+  private readonly messageBuffers = new MessageBufferPool();
   private readonly sockets: (WebSocketConnection<T> | undefined)[];
   private readonly pending: (HandshakeState<T> | undefined)[];
   /** Open sockets, least recently active first (idle timeouts and pings). */
@@ -128,6 +130,7 @@ export class ServerCore<T> implements TransportHandler {
     this.deadlines.remove(conn);
     const parser = new FrameParser({
       role: Role.Server, maxPayloadLength: this.options.maxPayloadLength,
+      messageBuffers: this.messageBuffers,
     });
     const socket = new WebSocketConnection(this, conn, parser, acceptance.data as T,
       acceptance.protocol);
