@@ -111,6 +111,9 @@ export class UringTransport implements Transport {
   private dirtyCount = 0;
   private readonly starving: Int32Array;
   private starvingCount = 0;
+  /** Buffers handed back by handlers this turn, re-added to the ring in one batch. */
+  private readonly returned: Int32Array;
+  private returnedCount = 0;
 
   // Listeners.
   private readonly listenerFds: number[] = [];
@@ -197,6 +200,7 @@ export class UringTransport implements Transport {
     this.dirty = new Int32Array(maxConnections);
     this.starving = new Int32Array(maxConnections);
     this.zeroCopyResults = new Int32Array(maxConnections);
+    this.returned = new Int32Array(recvBufferCount);
   }
 
   /** Ring set-up facts for diagnostics: flags the kernel accepted, where the calls come from. */
@@ -478,6 +482,8 @@ export class UringTransport implements Transport {
       if (this.ring.cqOverflowPending()) this.cqOverflows++;
       seen = this.reap();
       this.flushConnections();
+      for (let i = 0; i < this.returnedCount; i++) this.buffers.add(this.returned[i]);
+      this.returnedCount = 0;
       this.buffers.publish();
       this.feedStarving();
       this.turns++;
@@ -646,7 +652,7 @@ export class UringTransport implements Transport {
       this.pendingError ??= error;
       this.close(conn, CloseMode.Abort);
     }
-    this.buffers.add(bid);
+    this.returned[this.returnedCount++] = bid;
   }
 
   private holdBuffer(conn: number, bid: number, length: number): void {
