@@ -120,6 +120,11 @@ export interface Transport {
   stats(): TransportStats;
   /** Close every listener and connection (onClose with -ECANCELED) and free all memory. */
   dispose(): Promise<void>;
+  /**
+   * For a thread about to die (process.exit in a worker): close every descriptor and free
+   * all memory synchronously, with no callbacks, so nothing outlives the thread.
+   */
+  closeNow(): void;
 }
 
 /** Sizing of a transport, fixed at creation; nothing grows past these. */

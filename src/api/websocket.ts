@@ -97,6 +97,13 @@ export interface ServeOptions<T = undefined> {
   /** SO_REUSEPORT, so several processes or workers share the port. */
   reusePort?: boolean;
   /**
+   * Run N reactors, one per CPU, in Bun workers ("auto": every CPU this process may use).
+   * Each worker re-runs the entry module (like Node's cluster), so handlers are written
+   * once; `serve()` inside a worker serves on its own pinned CPU, ring, SO_REUSEPORT
+   * listener and NUMA-local pool. The main thread supervises. Default 0: serve here.
+   */
+  threads?: number | "auto";
+  /**
    * Decide whether to accept a WebSocket: return `{ data, headers, protocol }` (or nothing)
    * to accept, or a `Response` to refuse with it. May be async.
    */
@@ -142,11 +149,16 @@ export interface ServerStats {
 export interface Server {
   readonly port: number;
   readonly hostname: string;
+  /** Resolves once every listener accepts (at once without threads); rejects if one failed. */
+  readonly ready: Promise<void>;
+  /** Worker threads serving (0 without the `threads` option). */
+  readonly threads: number;
   /**
    * Stop. Graceful (default): stop accepting, send close 1001 to every socket, wait for the
    * handshakes up to `closeTimeout`, flush what was queued, then free all memory.
    * Not graceful: drop every connection at once.
    */
   stop(graceful?: boolean): Promise<void>;
+  /** With threads: the sum of the workers' latest reports (refreshed every 250 ms). */
   stats(): ServerStats;
 }

@@ -199,6 +199,12 @@ export class FakeTransport implements Transport {
    * turn, their peers on other transports onClose(-ECONNRESET). Resolves once every onClose ran
    * (with autoRun: false, run the network before awaiting). Later calls return the same promise.
    */
+  /** In memory there is nothing to leak: drop every connection without callbacks. */
+  closeNow(): void {
+    this.disposed = true;
+    for (const socket of this.slots) socket?.dropSendQueue();
+  }
+
   dispose(): Promise<void> {
     if (this.disposeDone !== null) return this.disposeDone;
     this.disposed = true;

@@ -71,6 +71,29 @@ export function openListener(host: string, port: number, backlog: number, reuseP
   }
 }
 
+/**
+ * Hold a port for a group of SO_REUSEPORT listeners (one per worker): bound, never
+ * listening, so the kernel hands it no connections. Returns the fd (close it to release)
+ * and the port (port 0 picks a free one that every worker then shares).
+ */
+export function reservePort(host: string, port: number): { fd: number; port: number } {
+  const fd = tcpSocket();
+  try {
+    setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    setIntOption(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    writeSockaddrIn(scratch, 0, host, port);
+    check("bind", libc().bind(fd, scratch, SOCKADDR_IN_SIZE));
+    return { fd, port: localPort(fd) };
+  } catch (error) {
+    libc().close(fd);
+    throw error;
+  }
+}
+
+export function closeSocket(fd: number): void {
+  libc().close(fd);
+}
+
 export function localPort(fd: number): number {
   scratchView.setUint32(64, SOCKADDR_IN_SIZE, true);
   check("getsockname", libc().getsockname(fd, scratch, scratch.subarray(64)));

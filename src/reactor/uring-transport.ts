@@ -855,6 +855,21 @@ export class UringTransport implements Transport {
     this.metaRegion.free();
   }
 
+  closeNow(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (let conn = 0; conn < this.maxConnections; conn++) {
+      if (this.states[conn] !== FREE && this.fds[conn] >= 0) libc().close(this.fds[conn]);
+    }
+    for (const fd of this.listenerFds) if (fd >= 0) libc().close(fd);
+    this.park.close();
+    this.buffers.close();
+    this.ring.close(); // cancels every pending request: the sockets really close now
+    this.sendPool.destroy();
+    this.recvRegion.free();
+    this.metaRegion.free();
+  }
+
   private assertLive(): void {
     if (this.disposed || this.disposing !== undefined) {
       throw new UsageError("WS_ERR_DISPOSED", "the transport was disposed");

@@ -9,6 +9,9 @@ import { FakeTransport } from "../fake/fake-transport.ts";
 import { createTransport } from "../reactor/select.ts";
 import { realClock } from "./clock.ts";
 import { resolveOptions, type ResolvedOptions } from "./options.ts";
+import {
+  enterAssignment, reportToSupervisor, superviseWorkers, threadCount, workerAssignment,
+} from "./cluster.ts";
 import { ServerCore } from "./server-core.ts";
 
 function createBackend<T>(options: ResolvedOptions<T>, network: unknown): Transport {
@@ -22,9 +25,37 @@ function createBackend<T>(options: ResolvedOptions<T>, network: unknown): Transp
 
 /**
  * Start a WebSocket server. Throws at once when the options are invalid or the port cannot
- * be bound (SystemError EADDRINUSE...).
+ * be bound (SystemError EADDRINUSE...). With `threads`, the main thread supervises workers
+ * that each re-run the entry module and land in the worker branch below.
  */
 export function serve<T = undefined>(options: ServeOptions<T>): Server {
+  const assignment = workerAssignment();
+  if (assignment !== undefined) {
+    enterAssignment(assignment);
+    const server = reportToSupervisor(() => {
+      const here = serveHere({
+        ...options, port: assignment.port, reusePort: true, threads: 0,
+        transport: { node: assignment.node, ...options.transport },
+      });
+      // Descriptors and mappings belong to the process, not the thread: if this worker
+      // exits, close them, or its listener keeps taking connections nobody serves.
+      process.on("exit", () => here.core.abandon());
+      return here.server;
+    });
+    // A worker that could not serve has told the supervisor (which stops the others): end it.
+    if (server === undefined) process.exit(1);
+    return server;
+  }
+  const threads = threadCount(options.threads);
+  if (threads > 0) {
+    const resolved = resolveOptions(options);
+    return superviseWorkers(threads, resolved.hostname, resolved.port);
+  }
+  return serveHere(options).server;
+}
+
+/** One reactor on this thread. */
+function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerCore<T> } {
   const resolved = resolveOptions(options);
   const transport = createBackend(resolved, options.network);
   const core = new ServerCore<T>(transport, resolved, options.clock ?? realClock);
@@ -35,11 +66,13 @@ export function serve<T = undefined>(options: ServeOptions<T>): Server {
     void core.stop(false);
     throw error;
   }
-  const port = transport.listenerPort(core.listener);
-  return {
-    port,
+  const server: Server = {
+    port: transport.listenerPort(core.listener),
     hostname: resolved.hostname,
+    ready: Promise.resolve(),
+    threads: 0,
     stop: (graceful = true) => core.stop(graceful),
     stats: () => core.stats(),
   };
+  return { server, core };
 }

@@ -255,6 +255,12 @@ export class ServerCore<T> implements TransportHandler {
     await this.transport.dispose();
   }
 
+  /** The thread is exiting: free everything now (see Transport.closeNow). */
+  abandon(): void {
+    this.stopTicking();
+    this.transport.closeNow();
+  }
+
   private abortAll(): void {
     for (let conn = 0; conn < this.sockets.length; conn++) {
       if (this.sockets[conn] !== undefined || this.pending[conn] !== undefined) {
