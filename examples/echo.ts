@@ -2,13 +2,19 @@
  * WebSocket echo server: `bun examples/echo.ts` (port 9001, or PORT / argv[2]).
  * Echoes text and binary; Ctrl-C (SIGINT) or SIGTERM shuts down gracefully (close 1001 to
  * every client, wait for their answers, flush) and exits 0.
+ *
+ * THREADS=auto (or a number) runs one pinned io_uring reactor per CPU in worker threads;
+ * each worker re-runs this module, so only the main thread prints and handles signals.
  */
+import { isMainThread } from "node:worker_threads";
 import { serve } from "../src/index.ts";
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 9001);
+const threads = process.env.THREADS === "auto" ? "auto" : Number(process.env.THREADS ?? 0);
 
 const server = serve({
   port,
+  threads,
   websocket: {
     // `message` is a string for text, or a Uint8Array view into pool memory for binary:
     // send() copies it, so echoing it straight back is safe.
@@ -18,16 +24,20 @@ const server = serve({
   },
 });
 
-console.log(`Echo WebSocket server started on :${server.port}...`);
+if (isMainThread) {
+  await server.ready;
+  const where = server.threads > 0 ? ` (${server.threads} threads)` : "";
+  console.log(`Echo WebSocket server started on :${server.port}...${where}`);
 
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  console.log(`${signal}: closing connections...`);
-  await server.stop(true);
-  console.log("stopped");
-  process.exit(0);
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal}: closing connections...`);
+    await server.stop(true);
+    console.log("stopped");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
 }
-process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
