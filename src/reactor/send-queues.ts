@@ -100,7 +100,8 @@ export class SendQueues {
   private hasRoom(conn: number, length: number): boolean {
     const tail = this.tail[conn];
     const room = tail === -1 ? 0 : this.chunkSize - this.chunkLength[tail];
-    return Math.ceil(Math.max(0, length - room) / this.chunkSize) <= this.chunks.available;
+    if (length <= room) return true;
+    return Math.ceil((length - room) / this.chunkSize) <= this.chunks.available;
   }
 
   private copyIn(conn: number, data: Uint8Array, start: number, end: number): void {

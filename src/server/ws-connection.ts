@@ -122,7 +122,12 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     }
     const scratch = core.scratch;
     let queued: number;
-    if (payload === scratch) {
+    if (payload === scratch && length < 126) {
+      // The common case, a short text: a 2-byte header (FIN + opcode, 7-bit length).
+      scratch[start - 2] = 0x80 | opcode;
+      scratch[start - 1] = length;
+      queued = transport.send(this.conn, scratch, start - 2, end);
+    } else if (payload === scratch) {
       const headerAt = start - frameHeaderLength(length);
       writeFrameHeader(scratch, headerAt, opcode, true, false, length);
       queued = transport.send(this.conn, scratch, headerAt, end);
