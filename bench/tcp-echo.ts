@@ -32,13 +32,14 @@ const wsload = buildWsload();
 
 interface Row { msgsPerSec: number; p50us: number; p99us: number }
 
-async function load(port: number, conns: number, inflight: number): Promise<Row> {
+async function load(port: number, conns: number, inflight: number, size: number): Promise<Row> {
   const seconds = values.seconds!;
   const cmd = wsload
-    ? [wsload, "--port", String(port), "--conns", String(conns), "--size", "16",
-      "--inflight", String(inflight), "--seconds", seconds, "--warmup", "1", "--json"]
+    ? [wsload, "--port", String(port), "--conns", String(conns), "--size", String(size),
+      "--inflight", String(inflight), "--seconds", seconds, "--warmup", "1", "--json", "--binary"]
     : [process.execPath, join(root, "bench/tcp-load.ts"), "--port", String(port), "--conns",
-      String(conns), "--size", "16", "--inflight", String(inflight), "--seconds", seconds, "--json"];
+      String(conns), "--size", String(size), "--inflight", String(inflight), "--seconds", seconds,
+      "--json"];
   const run = Bun.spawn(pin(1, cmd), { stdout: "pipe", stderr: "inherit" });
   const text = await new Response(run.stdout).text();
   await run.exited;
@@ -66,8 +67,10 @@ const servers = [
   { name: "Bun.listen", cmd: (port: number) => [process.execPath, join(root, "bench/servers/bun-listen-echo.ts"), String(port)] },
 ];
 const scenarios = [
-  { label: "1 conn × 16 B", conns: 1, inflight: 1 },
-  { label: "100 conns × 16 B", conns: 100, inflight: 1 },
+  { label: "1 conn × 16 B", conns: 1, inflight: 1, size: 16 },
+  { label: "100 conns × 16 B", conns: 100, inflight: 1, size: 16 },
+  { label: "100 conns × 4 KiB × 4", conns: 100, inflight: 4, size: 4096 },
+  { label: "10 conns × 64 KiB × 4", conns: 10, inflight: 4, size: 65536 },
 ];
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -82,7 +85,7 @@ try {
     const rows: Row[][] = servers.map(() => []);
     for (let r = 0; r < Number(values.repeats); r++) {
       for (let i = 0; i < servers.length; i++) {
-        rows[i].push(await load(running[i].port, scenario.conns, scenario.inflight));
+        rows[i].push(await load(running[i].port, scenario.conns, scenario.inflight, scenario.size));
       }
     }
     servers.forEach((server, i) => results.set(`${server.name}|${scenario.label}`, {
@@ -98,7 +101,7 @@ try {
   }
 }
 
-console.log(`TCP echo, round trips/s (median of ${values.repeats} × ${values.seconds} s), ` +
+console.log(`TCP echo, echoed messages/s (median of ${values.repeats} × ${values.seconds} s), ` +
   `load generator: ${wsload ? "C wsload" : "bench/tcp-load.ts"}, ` +
   `${twoCpus ? "server on CPU 0, load on CPU 1" : "one CPU"}`);
 console.log("| scenario | hioload-ws io_uring | Bun.listen | ratio | p99 µs (hioload / Bun) |");

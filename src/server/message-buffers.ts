@@ -11,6 +11,8 @@ const LARGEST_CLASS = 30; // 1 GiB (maxPayloadLength bounds what is asked for)
 
 export class MessageBufferPool implements MessageBuffers {
   private readonly free: Buffer[][] = [];
+  /** Buffers this pool handed out and has not taken back: a release must be one of them. */
+  private readonly issued = new WeakSet<Uint8Array>();
   private cachedBytes = 0;
 
   /** @param maxCachedBytes free buffers kept for reuse, in all; beyond, released ones are dropped. */
@@ -21,18 +23,17 @@ export class MessageBufferPool implements MessageBuffers {
   acquire(size: number): Uint8Array | null {
     const sizeClass = classOf(size);
     const list = this.free[sizeClass];
-    const reused = list.pop();
-    if (reused !== undefined) {
-      this.cachedBytes -= reused.length;
-      return reused;
-    }
-    return Buffer.allocUnsafeSlow(1 << sizeClass);
+    let buffer = list.pop();
+    if (buffer === undefined) buffer = Buffer.allocUnsafeSlow(1 << sizeClass);
+    else this.cachedBytes -= buffer.length;
+    this.issued.add(buffer);
+    return buffer;
   }
 
   release(buffer: Uint8Array): void {
+    // Twice released, or never ours: keeping it would hand one buffer to two messages.
+    if (!this.issued.delete(buffer)) return;
     const sizeClass = classOf(buffer.length);
-    // Only exact class sizes come from acquire(); anything else is not ours to keep.
-    if (buffer.length !== 1 << sizeClass || !(buffer instanceof Buffer)) return;
     if (this.cachedBytes + buffer.length > this.maxCachedBytes) return;
     this.free[sizeClass].push(buffer);
     this.cachedBytes += buffer.length;

@@ -55,7 +55,8 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
     port: count("port", options.port, NaN, 0, 65_535),
     hostname: options.hostname ?? "0.0.0.0",
     backend,
-    maxPayloadLength: count("maxPayloadLength", options.maxPayloadLength, 16 * MiB, 1),
+    // 1 GiB: the largest message buffer class (and far past any sane message).
+    maxPayloadLength: count("maxPayloadLength", options.maxPayloadLength, 16 * MiB, 1, 1024 * MiB),
     idleTimeoutMs,
     sendPings: options.sendPings ?? true,
     backpressureLimit: count("backpressureLimit", options.backpressureLimit, 16 * MiB, 1),
