@@ -35,7 +35,7 @@ export class MessageBufferPool implements MessageBuffers {
     if (!this.issued.delete(buffer)) return;
     const sizeClass = classOf(buffer.length);
     if (this.cachedBytes + buffer.length > this.maxCachedBytes) return;
-    this.free[sizeClass].push(buffer);
+    this.free[sizeClass].push(buffer as Buffer); // issued by acquire(): a Buffer
     this.cachedBytes += buffer.length;
   }
 
