@@ -72,7 +72,8 @@ export class FakeSocket {
     const chunks = this.sendMemory.chunksFor(this.sendQueue.length + length);
     if (!this.sendMemory.resize(this.sendChunks, chunks)) return -ENOBUFS;
     this.sendChunks = chunks;
-    this.sendQueue.push(data.slice(start, end), 0);
+    // A copy (Buffer#slice would be a view): the contract says send copies the bytes.
+    this.sendQueue.push(Uint8Array.prototype.slice.call(data, start, end), 0);
     this.drainWanted = true;
     return length;
   }

@@ -59,6 +59,8 @@ export interface UpgradeRejected extends HttpError {
 export type UpgradeValidation = UpgradeAccepted | UpgradeRejected;
 
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+/** `protocols` of a request that offers none: shared (frozen), not a new array per request. */
+const NO_PROTOCOLS = Object.freeze([]) as unknown as string[];
 
 function rejection(
   status: number,
@@ -117,8 +119,12 @@ export function isUpgradeRequest(request: HttpRequest): boolean {
   return listHasToken(request.headers.get(UPGRADE), "websocket");
 }
 
-/** Checks a request against RFC 6455 §4.2.1; see the module comment for the statuses. */
-export function validateUpgrade(request: HttpRequest): UpgradeValidation {
+/**
+ * Checks a request against RFC 6455 §4.2.1; see the module comment for the statuses. With
+ * `into` (an earlier result its caller is done with), an accepted upgrade is written there
+ * and `into` returned, instead of a new object: the server keeps one per pooled handshake.
+ */
+export function validateUpgrade(request: HttpRequest, into?: UpgradeAccepted): UpgradeValidation {
   const headers = request.headers;
   if (request.method !== "GET") return REJECT_METHOD;
   if (!headers.has(HOST)) return REJECT_HOST;
@@ -134,15 +140,18 @@ export function validateUpgrade(request: HttpRequest): UpgradeValidation {
   if (request.repeatedHeaderNames.has(SEC_WEBSOCKET_KEY)) return REJECT_KEY_REPEATED;
   if (!isWebSocketKey(key)) return REJECT_KEY;
   const protocolHeader = headers.get(SEC_WEBSOCKET_PROTOCOL);
-  const protocols = protocolHeader === undefined ? [] : parseProtocolList(protocolHeader);
+  const protocols =
+    protocolHeader === undefined ? NO_PROTOCOLS : parseProtocolList(protocolHeader);
   if (protocols === null) return REJECT_PROTOCOL;
-  return {
-    ok: true,
-    key,
-    version: WEBSOCKET_VERSION,
-    protocols,
-    extensions: headers.get(SEC_WEBSOCKET_EXTENSIONS) ?? "",
-  };
+  const extensions = headers.get(SEC_WEBSOCKET_EXTENSIONS) ?? "";
+  if (into === undefined) {
+    return { ok: true, key, version: WEBSOCKET_VERSION, protocols, extensions };
+  }
+  const result = into as { -readonly [K in keyof UpgradeAccepted]: UpgradeAccepted[K] };
+  result.key = key;
+  result.protocols = protocols;
+  result.extensions = extensions;
+  return into;
 }
 
 const BASE64_CHAR = new Uint8Array(128);
@@ -183,6 +192,56 @@ export function parseProtocolList(value: string): string[] | null {
 /** Sec-WebSocket-Accept for a client key: base64(SHA-1(key + GUID)) (RFC 6455 §4.2.2). */
 export function acceptKey(key: string): string {
   return Bun.CryptoHasher.hash("sha1", key + WEBSOCKET_GUID, "base64");
+}
+
+/** Length of a Sec-WebSocket-Accept value: base64 of a 20-byte SHA-1 digest. */
+export const ACCEPT_KEY_LENGTH = 28;
+
+/** SHA-1 input for a 24-char key: the key's bytes, then the GUID (written once). */
+const acceptInput = new Uint8Array(24 + WEBSOCKET_GUID.length);
+for (let i = 0; i < WEBSOCKET_GUID.length; i++) {
+  acceptInput[24 + i] = WEBSOCKET_GUID.charCodeAt(i);
+}
+const acceptDigest = new Uint8Array(20);
+const BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const BASE64_DIGITS = new Uint8Array(64);
+for (let i = 0; i < 64; i++) BASE64_DIGITS[i] = BASE64_ALPHABET.charCodeAt(i);
+
+/**
+ * Writes acceptKey(key) as Latin-1 bytes at `target[offset]` and returns the offset after it
+ * (offset + ACCEPT_KEY_LENGTH). For a valid key (24 ASCII chars, the case after
+ * validateUpgrade) it allocates nothing: the key's bytes and the GUID are hashed from a
+ * module buffer into another and base64-encoded straight into `target`. Any other string
+ * goes through acceptKey, with the same result.
+ */
+export function writeAcceptKey(key: string, target: Uint8Array, offset: number): number {
+  if (key.length !== 24) return writeLatin1(acceptKey(key), target, offset);
+  for (let i = 0; i < 24; i++) {
+    const code = key.charCodeAt(i);
+    if (code >= 0x80) return writeLatin1(acceptKey(key), target, offset); // UTF-8 differs
+    acceptInput[i] = code;
+  }
+  Bun.SHA1.hash(acceptInput, acceptDigest);
+  const digest = acceptDigest;
+  let at = offset;
+  for (let i = 0; i < 18; i += 3) {
+    const triple = (digest[i] << 16) | (digest[i + 1] << 8) | digest[i + 2];
+    target[at++] = BASE64_DIGITS[triple >>> 18];
+    target[at++] = BASE64_DIGITS[(triple >>> 12) & 63];
+    target[at++] = BASE64_DIGITS[(triple >>> 6) & 63];
+    target[at++] = BASE64_DIGITS[triple & 63];
+  }
+  const pair = (digest[18] << 8) | digest[19]; // 2 bytes left: 3 digits and one "="
+  target[at++] = BASE64_DIGITS[pair >>> 10];
+  target[at++] = BASE64_DIGITS[(pair >>> 4) & 63];
+  target[at++] = BASE64_DIGITS[(pair << 2) & 63];
+  target[at++] = 0x3d;
+  return at;
+}
+
+function writeLatin1(text: string, target: Uint8Array, offset: number): number {
+  for (let i = 0; i < text.length; i++) target[offset + i] = text.charCodeAt(i);
+  return offset + text.length;
 }
 
 /**

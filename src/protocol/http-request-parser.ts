@@ -12,6 +12,16 @@
  * (what obs-text means, RFC 9110 §5.5); common names are interned instead of decoded. A
  * head that arrives in one call is thus copied once and the parser allocates no buffer.
  *
+ * Allocation per request, because every byte of garbage made during a burst of handshakes
+ * stays in RSS until the next collection (measured: ~3 KiB per handshake before this was cut):
+ * the request object with its headers (a HeaderFields, not a Map: see there), unless the
+ * parser was made with `reuseRequest`, and strings only for values not seen just before.
+ * The method, the request-target and the values of common fields (Host, Upgrade, Origin...)
+ * are compared with the string decoded for the previous request and reused when equal, the
+ * way names are interned; Sec-WebSocket-Key (a nonce, different every time), Cookie and
+ * Authorization are always decoded. A parser keeps its span table and head buffer across
+ * `reset()`, so a pooled parser allocates neither again.
+ *
  * Decisions where RFC 9110/9112 leave a choice:
  * - Only HTTP/1.1 is served. A well-formed other version (HTTP/1.0, HTTP/2.0) gets 505
  *   (RFC 9110 §15.6.6); WebSocket needs HTTP/1.1 or higher (RFC 6455 §4.2.1) and an
@@ -52,7 +62,16 @@ import {
   TOKEN_CHAR,
   VISIBLE_CHAR,
 } from "./http-grammar.ts";
-import { COOKIE, internHeaderName } from "./http-header-names.ts";
+import {
+  CONNECTION,
+  COOKIE,
+  HOST,
+  SEC_WEBSOCKET_EXTENSIONS,
+  SEC_WEBSOCKET_PROTOCOL,
+  SEC_WEBSOCKET_VERSION,
+  UPGRADE,
+  internHeaderName,
+} from "./http-header-names.ts";
 
 /** Where a parser stands after `feed`. */
 export const ParserState = {
@@ -69,6 +88,13 @@ export interface HttpRequestParserOptions {
   maxHeaderCount?: number;
   /** Decoded body bytes (default 1 MiB). */
   maxBodyBytes?: number;
+  /**
+   * Fill one request object (and its headers) again for every request this parser reads,
+   * instead of a new one each time: after `reset()` the previous `request` reads as empty,
+   * then as the next request. For callers that are done with a request before they reset the
+   * parser, like the server (its parsers are pooled). Default false.
+   */
+  reuseRequest?: boolean;
 }
 
 /** A parsed request. Strings are Latin-1 decoded; header names are lower case. */
@@ -113,6 +139,32 @@ const HEAD_CAPACITY_MIN = 256;
 const SPAN_FIELDS = 3; // per field line: name start, colon offset, value end (CR offset)
 const SPAN_CAPACITY_MIN = 16;
 const EMPTY_BODY = new Uint8Array(0);
+/** Initial head and span storage: shared and empty, so a parser whose head arrives in one
+ * call never allocates a head buffer, and the span table is allocated once per parser. */
+const NO_HEAD_BYTES = new Uint8Array(0);
+const NO_SPANS = new Int32Array(0);
+/** Buffer's copy takes ranges: no subarray() view per copy (it works on any Uint8Array). */
+const copyBytes = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array,
+  targetStart: number, sourceStart: number, sourceEnd: number) => number;
+/**
+ * The value last decoded for each common field name whose values repeat from request to
+ * request (same clients, same proxies): reused when the bytes match. Only names listed here
+ * are cached; the Sec-WebSocket-Key nonce, Cookie and Authorization never are (they differ
+ * per request, and credentials should not outlive their request). Values longer than
+ * CACHED_VALUE_MAX are not kept.
+ */
+const recentValues = new Map<string, string>([
+  HOST, UPGRADE, CONNECTION, SEC_WEBSOCKET_VERSION, SEC_WEBSOCKET_PROTOCOL,
+  SEC_WEBSOCKET_EXTENSIONS, "origin", "user-agent", "pragma", "cache-control", "accept",
+  "accept-encoding", "accept-language",
+].map((name) => [name, ""]));
+const CACHED_VALUE_MAX = 256;
+/**
+ * The method and request-target of a previous request, compared like cached values (targets
+ * with a query are not kept).
+ */
+let recentMethod = "GET";
+let recentTarget = "/";
 /**
  * Where complete heads are decoded, shared by all parsers of this thread: finishHead runs
  * synchronously and keeps only strings, so no parser needs the bytes afterwards. A Buffer
@@ -120,7 +172,88 @@ const EMPTY_BODY = new Uint8Array(0);
  */
 let decodeScratch = Buffer.alloc(DEFAULT_MAX_HEADER_BYTES);
 const NO_NAMES: ReadonlySet<string> = new Set<string>();
-const NO_HEADERS: ReadonlyMap<string, string> = new Map<string, string>();
+
+/**
+ * `HttpRequest.headers`: a ReadonlyMap over one array of name, value, name, value... in the
+ * order the names first came. A Map's hash table costs ~1.2 KiB per request here (measured,
+ * Bun 1.4.5), this ~0.2 KiB; a request has few fields (at most maxHeaderCount), and a lookup
+ * by an interned name is a scan of pointer compares.
+ */
+export class HeaderFields implements ReadonlyMap<string, string> {
+  #pairs: string[];
+  #length: number;
+
+  /**
+   * `pairs[0, length)`: name, value, name, value...; names unique and lower case. Kept, not
+   * copied.
+   */
+  constructor(pairs: string[], length: number = pairs.length) {
+    this.#pairs = pairs;
+    this.#length = length;
+  }
+
+  /** Points these fields at other contents (a parser that reuses its request). */
+  reassign(pairs: string[], length: number): void {
+    this.#pairs = pairs;
+    this.#length = length;
+  }
+
+  get size(): number {
+    return this.#length >> 1;
+  }
+
+  get(name: string): string | undefined {
+    const pairs = this.#pairs;
+    const length = this.#length;
+    for (let i = 0; i < length; i += 2) {
+      if (pairs[i] === name) return pairs[i + 1];
+    }
+    return undefined;
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  forEach(
+    callback: (value: string, name: string, map: ReadonlyMap<string, string>) => void,
+    thisArg?: unknown,
+  ): void {
+    const pairs = this.#pairs;
+    for (let i = 0; i < this.#length; i += 2) {
+      callback.call(thisArg, pairs[i + 1] as string, pairs[i] as string, this);
+    }
+  }
+
+  *entries(): MapIterator<[string, string]> {
+    const pairs = this.#pairs;
+    for (let i = 0; i < this.#length; i += 2) {
+      yield [pairs[i] as string, pairs[i + 1] as string];
+    }
+  }
+
+  *keys(): MapIterator<string> {
+    const pairs = this.#pairs;
+    for (let i = 0; i < this.#length; i += 2) yield pairs[i] as string;
+  }
+
+  *values(): MapIterator<string> {
+    const pairs = this.#pairs;
+    for (let i = 1; i < this.#length; i += 2) yield pairs[i] as string;
+  }
+
+  [Symbol.iterator](): MapIterator<[string, string]> {
+    return this.entries();
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "HeaderFields";
+  }
+}
+
+const NO_HEADERS: ReadonlyMap<string, string> = new HeaderFields([]);
+
+type MutableRequest = { -readonly [K in keyof HttpRequest]: HttpRequest[K] };
 
 const E = HttpErrorCode;
 const badRequest = (code: HttpErrorCode, reason: string) => httpError(400, code, reason);
@@ -149,6 +282,11 @@ export class HttpRequestParser {
   private readonly maxHeaderBytes: number;
   private readonly maxHeaderCount: number;
   private readonly maxBodyBytes: number;
+  /** reuseRequest: the one request object, its headers, and the array behind them. */
+  private readonly reused: MutableRequest | null = null;
+  private readonly reusedHeaders: HeaderFields | null = null;
+  private reusedPairs: string[] = [];
+  private reusedPairCount = 0;
 
   private parseState: ParserState = ParserState.NEED_MORE;
   private phase = LEADING;
@@ -160,14 +298,14 @@ export class HttpRequestParser {
   private repeatedNames: ReadonlySet<string> = NO_NAMES;
 
   /** Head bytes of earlier calls (only when the head spans calls). */
-  private head = new Uint8Array(0);
+  private head = NO_HEAD_BYTES;
   private headLength = 0;
   /** Offsets in the whole head: request line parts, then SPAN_FIELDS per field line. */
   private requestLineStart = 0;
   private methodEnd = 0;
   private targetEnd = 0;
   private versionEnd = 0;
-  private spans = new Int32Array(0);
+  private spans = NO_SPANS;
   private fieldCount = 0;
 
   private body: Uint8Array | null = null;
@@ -178,6 +316,13 @@ export class HttpRequestParser {
     this.maxHeaderBytes = positiveInteger(options.maxHeaderBytes, DEFAULT_MAX_HEADER_BYTES);
     this.maxHeaderCount = positiveInteger(options.maxHeaderCount, DEFAULT_MAX_HEADER_COUNT);
     this.maxBodyBytes = positiveInteger(options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 0);
+    if (options.reuseRequest === true) {
+      this.reusedHeaders = new HeaderFields(this.reusedPairs, 0);
+      this.reused = {
+        method: "", target: "", headers: this.reusedHeaders, repeatedHeaderNames: NO_NAMES,
+        body: null, chunked: false,
+      };
+    }
   }
 
   get state(): ParserState {
@@ -199,6 +344,11 @@ export class HttpRequestParser {
     return this.headLength;
   }
 
+  /** Bytes of the buffers this parser keeps across reset(): head, span table, header pairs. */
+  get bufferBytes(): number {
+    return this.head.byteLength + this.spans.byteLength + this.reusedPairs.length * 8;
+  }
+
   /** Forget the current request; buffers are kept for the next one. */
   reset(): void {
     this.parseState = ParserState.NEED_MORE;
@@ -214,6 +364,21 @@ export class HttpRequestParser {
     this.target = "";
     this.headers = NO_HEADERS;
     this.repeatedNames = NO_NAMES;
+    if (this.reused !== null) this.blankReusedRequest();
+  }
+
+  /** reuseRequest: the request reads as empty, and keeps no string of the last one alive. */
+  private blankReusedRequest(): void {
+    const pairs = this.reusedPairs;
+    for (let i = 0; i < this.reusedPairCount; i++) pairs[i] = "";
+    this.reusedPairCount = 0;
+    this.reusedHeaders!.reassign(pairs, 0);
+    const request = this.reused!;
+    request.method = "";
+    request.target = "";
+    request.repeatedHeaderNames = NO_NAMES;
+    request.body = null;
+    request.chunked = false;
   }
 
   /**
@@ -392,10 +557,10 @@ export class HttpRequestParser {
     if (needed > this.head.length) {
       const doubled = Math.max(this.head.length * 2, HEAD_CAPACITY_MIN);
       const grown = new Uint8Array(Math.min(Math.max(needed, doubled), this.maxHeaderBytes));
-      grown.set(this.head.subarray(0, this.headLength));
+      copyBytes.call(this.head, grown, 0, 0, this.headLength);
       this.head = grown;
     }
-    this.head.set(data.subarray(start, stop), this.headLength);
+    copyBytes.call(data, this.head, this.headLength, start, stop);
     this.headLength = needed;
   }
 
@@ -405,8 +570,8 @@ export class HttpRequestParser {
     if (total > decodeScratch.length) {
       decodeScratch = Buffer.alloc(Math.max(total, decodeScratch.length * 2));
     }
-    if (this.headLength > 0) decodeScratch.set(this.head.subarray(0, this.headLength));
-    decodeScratch.set(data.subarray(start, stop), this.headLength);
+    if (this.headLength > 0) copyBytes.call(this.head, decodeScratch, 0, 0, this.headLength);
+    copyBytes.call(data, decodeScratch, this.headLength, start, stop);
     this.headLength = total;
   }
 
@@ -414,23 +579,51 @@ export class HttpRequestParser {
   private finishHead(): void {
     const versionError = this.checkVersion();
     if (versionError !== null) return this.fail(versionError);
-    const method = decodeScratch.toString("latin1", this.requestLineStart, this.methodEnd);
-    const target = decodeScratch.toString("latin1", this.methodEnd + 1, this.targetEnd);
+    const method = decodeReusing(recentMethod, this.requestLineStart, this.methodEnd);
+    if (method.length <= CACHED_VALUE_MAX) recentMethod = method;
+    const target = decodeReusing(recentTarget, this.methodEnd + 1, this.targetEnd);
+    if (target !== recentTarget && target.length <= CACHED_VALUE_MAX && !target.includes("?")) {
+      recentTarget = target; // a query may carry a token: those are not kept
+    }
     const targetError = checkTargetForm(method, target);
     if (targetError !== null) return this.fail(targetError);
-    const headers = new Map<string, string>();
+    // Sized for the usual case (no repeated names), trimmed below otherwise.
+    let pairs: string[];
+    if (this.reusedHeaders === null) {
+      pairs = new Array(this.fieldCount * 2);
+    } else {
+      if (this.reusedPairs.length < this.fieldCount * 2) {
+        this.reusedPairs = new Array(this.fieldCount * 2);
+      }
+      pairs = this.reusedPairs;
+    }
+    let length = 0;
     let repeated: Set<string> | null = null;
     for (let field = 0; field < this.fieldCount; field++) {
-      const name = this.fieldName(field);
-      const value = this.fieldValue(field);
-      const previous = headers.get(name);
-      if (previous === undefined) {
-        headers.set(name, value);
+      const start = this.spans[field * SPAN_FIELDS] as number;
+      const colon = this.spans[field * SPAN_FIELDS + 1] as number;
+      const interned = internHeaderName(decodeScratch, start, colon);
+      const name = interned ?? decodeScratch.toString("latin1", start, colon).toLowerCase();
+      const value = this.fieldValue(field, interned);
+      let at = 0;
+      while (at < length && pairs[at] !== name) at += 2;
+      if (at === length) {
+        pairs[length++] = name;
+        pairs[length++] = value;
       } else {
-        headers.set(name, previous + (name === COOKIE ? "; " : ", ") + value);
+        pairs[at + 1] = pairs[at + 1] + (name === COOKIE ? "; " : ", ") + value;
         repeated ??= new Set<string>();
         repeated.add(name);
       }
+    }
+    let headers: HeaderFields;
+    if (this.reusedHeaders === null) {
+      if (length < pairs.length) pairs.length = length;
+      headers = new HeaderFields(pairs);
+    } else {
+      this.reusedPairCount = length;
+      headers = this.reusedHeaders;
+      headers.reassign(pairs, length);
     }
     const repeatedNames = repeated ?? NO_NAMES;
     const framingError = checkHost(headers, repeatedNames) ?? this.chooseBody(headers);
@@ -459,22 +652,22 @@ export class HttpRequestParser {
     return head[at + 5] === 0x31 && head[at + 7] === 0x31 ? null : ERR_VERSION;
   }
 
-  private fieldName(field: number): string {
-    const start = this.spans[field * SPAN_FIELDS] as number;
-    const colon = this.spans[field * SPAN_FIELDS + 1] as number;
-    return (
-      internHeaderName(decodeScratch, start, colon) ??
-      decodeScratch.toString("latin1", start, colon).toLowerCase()
-    );
-  }
-
-  private fieldValue(field: number): string {
+  /** The OWS-trimmed value of a field line; `name` is its interned name, if it has one. */
+  private fieldValue(field: number, name: string | undefined): string {
     const head = decodeScratch;
     let first = (this.spans[field * SPAN_FIELDS + 1] as number) + 1;
     let last = this.spans[field * SPAN_FIELDS + 2] as number;
     while (first < last && isOwsByte(head[first] as number)) first++;
     while (last > first && isOwsByte(head[last - 1] as number)) last--;
-    return first === last ? "" : decodeScratch.toString("latin1", first, last);
+    if (first === last) return "";
+    if (name === undefined || last - first > CACHED_VALUE_MAX) {
+      return decodeScratch.toString("latin1", first, last);
+    }
+    const recent = recentValues.get(name);
+    if (recent === undefined) return decodeScratch.toString("latin1", first, last);
+    const value = decodeReusing(recent, first, last);
+    if (value !== recent) recentValues.set(name, value);
+    return value;
   }
 
   /** Picks BODY_FIXED, BODY_CHUNKED or DONE from the framing headers (RFC 9112 §6.3). */
@@ -517,14 +710,25 @@ export class HttpRequestParser {
 
   private complete(): void {
     assert(this.failure === null && this.parsed === null, "complete once, after no error");
-    this.parsed = {
-      method: this.method,
-      target: this.target,
-      headers: this.headers,
-      repeatedHeaderNames: this.repeatedNames,
-      body: this.body,
-      chunked: this.chunkedDecoder !== null,
-    };
+    const reused = this.reused;
+    if (reused === null) {
+      this.parsed = {
+        method: this.method,
+        target: this.target,
+        headers: this.headers,
+        repeatedHeaderNames: this.repeatedNames,
+        body: this.body,
+        chunked: this.chunkedDecoder !== null,
+      };
+    } else {
+      reused.method = this.method;
+      reused.target = this.target;
+      reused.headers = this.headers;
+      reused.repeatedHeaderNames = this.repeatedNames;
+      reused.body = this.body;
+      reused.chunked = this.chunkedDecoder !== null;
+      this.parsed = reused;
+    }
     this.parseState = ParserState.COMPLETE;
   }
 
@@ -548,6 +752,16 @@ function positiveInteger(value: number | undefined, fallback: number, min = 1): 
     throw new RangeError(`HttpRequestParser: limit must be an integer >= ${min}, got ${value}`);
   }
   return value;
+}
+
+/** `decodeScratch[start, end)` as Latin-1: `recent` itself when it spells those bytes. */
+function decodeReusing(recent: string, start: number, end: number): string {
+  if (recent.length === end - start) {
+    let i = 0;
+    while (i < recent.length && recent.charCodeAt(i) === decodeScratch[start + i]) i++;
+    if (i === recent.length) return recent;
+  }
+  return decodeScratch.toString("latin1", start, end);
 }
 
 function isDigit(byte: number): boolean {

@@ -8,6 +8,7 @@
  * NUL or other controls in values, RFC 9110 §5.5) so nothing can inject a header line.
  */
 import { UsageError } from "../api/errors.ts";
+import { ACCEPT_KEY_LENGTH, writeAcceptKey } from "./handshake.ts";
 import { encodeLatin1, isFieldValue, isToken, listHasToken } from "./http-grammar.ts";
 
 /** `code` of the UsageErrors thrown here. */
@@ -153,6 +154,48 @@ export function build101Response(
     text += headerLines(extraHeaders, RESERVED_IN_101, "build101Response");
   }
   return encodeLatin1(text + CRLF);
+}
+
+/** The head of every 101 up to the accept value, as bytes (written by write101Response). */
+const SWITCHING_PROTOCOLS_HEAD_BYTES = encodeLatin1(SWITCHING_PROTOCOLS_HEAD);
+
+/**
+ * The same bytes as `build101Response(acceptKey(clientKey), protocol, extraHeaders)`, written
+ * into `target` from offset 0; returns their length, or -1 when they do not fit (nothing
+ * useful is written then: build the response instead). Without a subprotocol or extra
+ * headers it allocates nothing: the server writes every 101 into one scratch buffer, which
+ * the transport copies on send. Throws as build101Response does. `clientKey` is the
+ * Sec-WebSocket-Key as sent.
+ */
+export function write101Response(
+  target: Uint8Array,
+  clientKey: string,
+  protocol?: string | null,
+  extraHeaders?: HeadersInput,
+): number {
+  let lines = "";
+  if (protocol !== undefined && protocol !== null) {
+    if (!isToken(protocol)) {
+      const quoted = JSON.stringify(protocol);
+      const message = `build101Response: subprotocol ${quoted} is not a token`;
+      throw new UsageError(INVALID_HEADER, message);
+    }
+    lines = "Sec-WebSocket-Protocol: " + protocol + CRLF;
+  }
+  if (extraHeaders !== undefined) {
+    lines += headerLines(extraHeaders, RESERVED_IN_101, "build101Response");
+  }
+  const head = SWITCHING_PROTOCOLS_HEAD_BYTES;
+  const length = head.length + ACCEPT_KEY_LENGTH + 2 + lines.length + 2;
+  if (length > target.length) return -1;
+  target.set(head);
+  let at = writeAcceptKey(clientKey, target, head.length);
+  target[at++] = 0x0d;
+  target[at++] = 0x0a;
+  for (let i = 0; i < lines.length; i++) target[at++] = lines.charCodeAt(i);
+  target[at++] = 0x0d;
+  target[at++] = 0x0a;
+  return at;
 }
 
 /**

@@ -8,8 +8,9 @@ import type { Clock, ServerStats, WebSocketHandler } from "../api/websocket.ts";
 import { ReadyState } from "../api/websocket.ts";
 import { CloseMode, type Transport, type TransportHandler } from "../api/transport.ts";
 import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, Role } from "../protocol/constants.ts";
-import { FrameParser } from "../protocol/frame-parser.ts";
-import { HandshakeState, type Acceptance } from "./handshake-flow.ts";
+import { FrameParser, type FrameParserOptions } from "../protocol/frame-parser.ts";
+import { HttpRequestParser } from "../protocol/http-request-parser.ts";
+import { HandshakeState } from "./handshake-flow.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
 import { MessageBufferPool } from "./message-buffers.ts";
 import type { ResolvedOptions } from "./options.ts";
@@ -17,6 +18,15 @@ import { WebSocketConnection } from "./ws-connection.ts";
 
 /** Room for a coalesced frame: header + 16 KiB payload, or a 64 KiB text encoded in place. */
 const SCRATCH_BYTES = 192 * 1024 + 16;
+/**
+ * HTTP parsers kept for the next handshakes: as many as handshakes usually overlap. A parser
+ * whose head buffer grew past POOLED_PARSER_BYTES (a head that came in many pieces) is dropped
+ * rather than kept.
+ */
+const PARSER_POOL_SIZE = 64;
+const POOLED_PARSER_BYTES = 4096;
+/** Handshake states kept for reuse (see HandshakeState.start for when one comes back). */
+const HANDSHAKE_POOL_SIZE = 64;
 
 export class ServerCore<T> implements TransportHandler {
   /** A Buffer, so text can be encoded in place with utf8Write (no subarray per send). */
@@ -27,6 +37,10 @@ export class ServerCore<T> implements TransportHandler {
   };
   readonly handlers: WebSocketHandler<T>;
   private readonly messageBuffers = new MessageBufferPool();
+  /** One options object for every connection's frame parser. */
+  private readonly frameParserOptions: FrameParserOptions;
+  private readonly requestParsers: HttpRequestParser[] = [];
+  private readonly handshakeStates: HandshakeState<T>[] = [];
   private readonly sockets: (WebSocketConnection<T> | undefined)[];
   private readonly pending: (HandshakeState<T> | undefined)[];
   /** Open sockets, least recently active first (idle timeouts and pings). */
@@ -50,6 +64,10 @@ export class ServerCore<T> implements TransportHandler {
     private readonly clock: Clock,
   ) {
     this.handlers = options.websocket;
+    this.frameParserOptions = {
+      role: Role.Server, maxPayloadLength: options.maxPayloadLength,
+      messageBuffers: this.messageBuffers,
+    };
     const slots = options.maxConnections;
     this.sockets = new Array(slots).fill(undefined);
     this.pending = new Array(slots).fill(undefined);
@@ -70,7 +88,9 @@ export class ServerCore<T> implements TransportHandler {
       this.transport.close(conn, CloseMode.Abort);
       return;
     }
-    this.pending[conn] = new HandshakeState(this, conn);
+    const handshake = this.handshakeStates.pop() ?? new HandshakeState(this);
+    handshake.start(conn);
+    this.pending[conn] = handshake;
     this.counters.handshakes++;
     this.deadlineStart[conn] = this.now;
     this.deadlines.pushTail(conn);
@@ -123,17 +143,36 @@ export class ServerCore<T> implements TransportHandler {
 
   // ------------------------------------------------------------ handshake → WebSocket
 
+  /** An HTTP parser for a handshake: from the pool, else new. */
+  takeRequestParser(): HttpRequestParser {
+    return this.requestParsers.pop() ?? new HttpRequestParser({
+      maxHeaderBytes: this.options.maxHeaderBytes, reuseRequest: true,
+    });
+  }
+
+  /**
+   * A handshake is done with its parser, and with the request it parsed: the parser reuses
+   * that object for its next request.
+   */
+  releaseRequestParser(parser: HttpRequestParser): void {
+    parser.reset();
+    if (this.requestParsers.length >= PARSER_POOL_SIZE) return;
+    if (parser.bufferBytes <= POOLED_PARSER_BYTES) this.requestParsers.push(parser);
+  }
+
+  /** A handshake state that was accepted with no hook pending: kept for the next one. */
+  releaseHandshake(handshake: HandshakeState<T>): void {
+    if (this.handshakeStates.length < HANDSHAKE_POOL_SIZE) this.handshakeStates.push(handshake);
+  }
+
   /** The handshake succeeded and the 101 is queued: the connection becomes a WebSocket. */
-  accept(conn: number, acceptance: Acceptance<T>, leftover: Uint8Array | undefined): void {
+  accept(conn: number, data: T | undefined, protocol: string,
+    leftover: Uint8Array | undefined): void {
     this.pending[conn] = undefined;
     this.counters.handshakes--;
     this.deadlines.remove(conn);
-    const parser = new FrameParser({
-      role: Role.Server, maxPayloadLength: this.options.maxPayloadLength,
-      messageBuffers: this.messageBuffers,
-    });
-    const socket = new WebSocketConnection(this, conn, parser, acceptance.data as T,
-      acceptance.protocol);
+    const parser = new FrameParser(this.frameParserOptions);
+    const socket = new WebSocketConnection(this, conn, parser, data as T, protocol);
     this.sockets[conn] = socket;
     this.counters.connections++;
     this.lastActivity[conn] = this.now;
