@@ -568,17 +568,20 @@ export class UringTransport implements Transport {
     } else if (result === -EMFILE || result === -ENFILE || result === -ENOMEM ||
       result === -ENOBUFS) {
       // Out of descriptors or memory: retry after a pause instead of spinning on errors.
-      if (rearm) {
-        setTimeout(() => {
-          if (this.listenerOpen[listener] && !this.disposed) {
-            this.armAccept(listener);
-            this.scheduleFlush();
-          }
-        }, 50);
-      }
+      if (rearm) this.rearmAcceptLater(listener);
       return;
     }
     if (rearm && result !== -ECANCELED) this.armAccept(listener);
+  }
+
+  /** Its own method, so the accept path itself allocates no closure per connection. */
+  private rearmAcceptLater(listener: number): void {
+    setTimeout(() => {
+      if (this.listenerOpen[listener] && !this.disposed) {
+        this.armAccept(listener);
+        this.scheduleFlush();
+      }
+    }, 50);
   }
 
   private connectCallback(conn: number, high: number, result: number): void {
