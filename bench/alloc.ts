@@ -29,10 +29,10 @@
  * it runs pinned to the last CPU when there are two or more (this process is not pinned).
  */
 import { heapStats } from "bun:jsc";
-import { existsSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { buildWsload } from "./support/wsload.ts";
 import { serve } from "../src/index.ts";
 
 const { values } = parseArgs({
@@ -65,12 +65,6 @@ const deadline = setTimeout(() => {
 const root = join(import.meta.dir, "..");
 const cpuCount = cpus().length;
 
-function buildWsload(): string | undefined {
-  const source = process.env.WSLOAD_SRC ?? join(root, "..", "shared", "tools", "wsload.c");
-  const binary = "/tmp/hioload-wsload";
-  if (!existsSync(source) || !Bun.which("gcc")) return undefined;
-  return Bun.spawnSync(["gcc", "-O2", "-o", binary, source]).exitCode === 0 ? binary : undefined;
-}
 const wsload = buildWsload();
 
 function loadCommand(port: number, binary: boolean): string[] {

@@ -9,10 +9,11 @@
  * Load generator: the C wsload (../shared/tools/wsload.c, or $WSLOAD_SRC, built with gcc)
  * when available, else bench/load.ts (this project's io_uring client side).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { buildWsload, pinned, repositoryRoot, twoCpus } from "./support/wsload.ts";
 
 const { values } = parseArgs({
   options: {
@@ -23,16 +24,9 @@ const { values } = parseArgs({
     servers: { type: "string" },
   },
 });
-const root = join(import.meta.dir, "..");
-const twoCpus = cpus().length >= 2;
-const pin = (cpu: number, cmd: string[]) => (twoCpus ? ["taskset", "-c", String(cpu), ...cmd] : cmd);
+const root = repositoryRoot;
+const pin = pinned;
 
-function buildWsload(): string | undefined {
-  const source = process.env.WSLOAD_SRC ?? join(root, "..", "shared", "tools", "wsload.c");
-  const binary = "/tmp/hioload-wsload";
-  if (!existsSync(source)) return undefined;
-  return Bun.spawnSync(["gcc", "-O2", "-o", binary, source]).exitCode === 0 ? binary : undefined;
-}
 const wsload = buildWsload();
 const node = Bun.which("node");
 

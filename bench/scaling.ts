@@ -8,6 +8,7 @@
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { buildWsload } from "./support/wsload.ts";
 
 const { values } = parseArgs({
   options: {
@@ -17,11 +18,8 @@ const { values } = parseArgs({
   },
 });
 const root = join(import.meta.dir, "..");
-const source = process.env.WSLOAD_SRC ?? join(root, "..", "shared", "tools", "wsload.c");
-const wsload = "/tmp/hioload-wsload";
-if (Bun.spawnSync(["gcc", "-O2", "-o", wsload, source]).exitCode !== 0) {
-  throw new Error(`cannot build the load generator from ${source}`);
-}
+const wsload = buildWsload();
+if (wsload === undefined) throw new Error("scaling needs gcc and wsload.c (see bench/support/wsload.ts)");
 
 const scenarios = [
   { label: "16 B × 16 in flight", args: ["--size", "16", "--inflight", "16"] },

@@ -6,10 +6,9 @@
  *
  *   bun bench/tcp-echo.ts [--seconds 3] [--repeats 3]
  */
-import { existsSync } from "node:fs";
-import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { buildWsload, pinned, repositoryRoot, twoCpus } from "./support/wsload.ts";
 
 const { values } = parseArgs({
   options: {
@@ -17,17 +16,9 @@ const { values } = parseArgs({
     repeats: { type: "string", default: "3" },
   },
 });
-const root = join(import.meta.dir, "..");
-const twoCpus = cpus().length >= 2;
-const pin = (cpu: number, cmd: string[]) => (twoCpus ? ["taskset", "-c", String(cpu), ...cmd] : cmd);
+const root = repositoryRoot;
+const pin = pinned;
 
-function buildWsload(): string | undefined {
-  const source = process.env.WSLOAD_SRC ?? join(root, "..", "shared", "tools", "wsload.c");
-  const binary = "/tmp/hioload-wsload";
-  if (!existsSync(source)) return undefined;
-  const built = Bun.spawnSync(["gcc", "-O2", "-o", binary, source]);
-  return built.exitCode === 0 ? binary : undefined;
-}
 const wsload = buildWsload();
 
 interface Row { msgsPerSec: number; p50us: number; p99us: number }

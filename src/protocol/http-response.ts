@@ -8,6 +8,7 @@
  * NUL or other controls in values, RFC 9110 §5.5) so nothing can inject a header line.
  */
 import { UsageError } from "../api/errors.ts";
+import { concatBytes } from "./bytes.ts";
 import { ACCEPT_KEY_LENGTH, writeAcceptKey } from "./handshake.ts";
 import { encodeLatin1, isFieldValue, isToken, listHasToken } from "./http-grammar.ts";
 
@@ -367,14 +368,7 @@ async function readBody(response: Response, maxBodyBytes: number): Promise<Uint8
     }
     chunks.push(chunk);
   }
-  if (chunks.length === 1) return chunks[0] as Uint8Array;
-  const body = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return body;
+  return chunks.length === 0 ? new Uint8Array(0) : concatBytes(chunks);
 }
 
 function toBytes(value: unknown): Uint8Array {

@@ -24,6 +24,7 @@ import {
   build101Response, buildErrorResponse, serializeResponse, write101Response,
 } from "../protocol/http-response.ts";
 import { toWebRequest } from "../protocol/web-request.ts";
+import { concatBytes } from "../protocol/bytes.ts";
 import type { ServerCore } from "./server-core.ts";
 
 type HookResult<T> = UpgradeAcceptance<T> | Response | void;
@@ -222,17 +223,7 @@ export class HandshakeState<T> {
     const held = this.held;
     this.held = undefined;
     if (held === undefined || held.length === 0) return leftover;
-    const parts = leftover === undefined ? held : [leftover, ...held];
-    if (parts.length === 1) return parts[0];
-    let total = 0;
-    for (const part of parts) total += part.length;
-    const joined = new Uint8Array(total);
-    let offset = 0;
-    for (const part of parts) {
-      joined.set(part, offset);
-      offset += part.length;
-    }
-    return joined;
+    return concatBytes(leftover === undefined ? held : [leftover, ...held]);
   }
 
   private webRequest(request: HttpRequest): Request {

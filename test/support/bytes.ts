@@ -11,17 +11,7 @@ export function patternBytes(length: number, salt: number): Uint8Array {
   return bytes;
 }
 
-export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
+export { concatBytes } from "../../src/protocol/bytes.ts";
 
 /** null when equal, else a sentence naming the first difference (for expect messages). */
 export function firstDifference(actual: Uint8Array, expected: Uint8Array): string | null {
