@@ -67,3 +67,11 @@ export interface HttpError {
 export function httpError(status: number, code: HttpErrorCode, reason: string): HttpError {
   return Object.freeze({ status, reason, code });
 }
+
+/** A 400 Bad Request with a stable code. */
+export function badRequest(code: HttpErrorCode, reason: string): HttpError {
+  return httpError(400, code, reason);
+}
+
+/** Shared by the request-line scanner and the target-form checks. */
+export const ERR_TARGET = badRequest(HttpErrorCode.BAD_REQUEST_LINE, "invalid request-target");

@@ -3,7 +3,9 @@
  * request-target form, the Host field, and how the body is delimited. Each returns an
  * HttpError (a shared constant) or a plain value, so the failure path allocates nothing.
  */
-import { HttpErrorCode, httpError, type HttpError } from "./http-errors.ts";
+import {
+  badRequest, ERR_TARGET, HttpErrorCode, httpError, type HttpError,
+} from "./http-errors.ts";
 import { splitList } from "./http-grammar.ts";
 import { CONTENT_LENGTH, HOST, TRANSFER_ENCODING } from "./http-header-names.ts";
 
@@ -16,8 +18,6 @@ export const NO_BODY = -2;
 const CONTENT_LENGTH_DIGITS_MAX = 15;
 
 const E = HttpErrorCode;
-const badRequest = (code: HttpErrorCode, reason: string) => httpError(400, code, reason);
-const ERR_TARGET = badRequest(E.BAD_REQUEST_LINE, "invalid request-target");
 const ERR_HOST_MISSING = badRequest(E.BAD_HOST, "Host header field is required");
 const ERR_HOST_REPEATED = badRequest(E.BAD_HOST, "more than one Host header field");
 const ERR_HOST_VALUE = badRequest(E.BAD_HOST, "invalid Host header field value");

@@ -44,7 +44,9 @@
  */
 import { assert } from "../api/errors.ts";
 import { ChunkedBodyDecoder } from "./http-chunked-decoder.ts";
-import { HttpErrorCode, httpError, type HttpError } from "./http-errors.ts";
+import {
+  badRequest, ERR_TARGET, HttpErrorCode, httpError, type HttpError,
+} from "./http-errors.ts";
 import {
   CHUNKED_BODY,
   NO_BODY,
@@ -256,9 +258,7 @@ const NO_HEADERS: ReadonlyMap<string, string> = new HeaderFields([]);
 type MutableRequest = { -readonly [K in keyof HttpRequest]: HttpRequest[K] };
 
 const E = HttpErrorCode;
-const badRequest = (code: HttpErrorCode, reason: string) => httpError(400, code, reason);
 const ERR_METHOD = badRequest(E.BAD_REQUEST_LINE, "invalid method (not an HTTP request?)");
-const ERR_TARGET = badRequest(E.BAD_REQUEST_LINE, "invalid request-target");
 const ERR_REQUEST_LINE = badRequest(E.BAD_REQUEST_LINE, "malformed request line");
 const ERR_VERSION_SYNTAX = badRequest(E.BAD_REQUEST_LINE, "invalid HTTP version");
 const ERR_VERSION = httpError(505, E.VERSION_NOT_SUPPORTED, "only HTTP/1.1 is supported");
