@@ -22,6 +22,7 @@ import { libc, SOCK_CLOEXEC } from "../ffi/libc.ts";
 import { BytePool } from "../pool/byte-pool.ts";
 import { MemoryRegion } from "../pool/region.ts";
 import { EventfdPark } from "./eventfd-park.ts";
+import { HeldBuffers } from "./held-buffers.ts";
 import { MESSAGE_AREA_SIZE, SendQueues } from "./send-queues.ts";
 import {
   openListener, peerAddress, SOCKADDR_IN_SIZE, setResetOnClose, tcpSocket, writeSockaddrIn,
@@ -100,11 +101,8 @@ export class UringTransport implements Transport {
   private readonly handlers: (TransportHandler | undefined)[];
   private readonly freeSlots: Int32Array;
   private freeSlotCount: number;
-  /** Received buffers held while a connection is paused: chained by buffer id. */
-  private readonly heldNext: Int32Array;
-  private readonly heldLength: Int32Array;
-  private readonly heldHead: Int32Array;
-  private readonly heldTail: Int32Array;
+  /** Received buffers held while a connection is paused. */
+  private readonly held: HeldBuffers;
 
   // Work lists (stacks of connection ids, bounded by maxConnections).
   private readonly dirty: Int32Array;
@@ -193,10 +191,7 @@ export class UringTransport implements Transport {
     this.freeSlots = new Int32Array(maxConnections);
     for (let i = 0; i < maxConnections; i++) this.freeSlots[i] = maxConnections - 1 - i;
     this.freeSlotCount = maxConnections;
-    this.heldNext = new Int32Array(recvBufferCount).fill(-1);
-    this.heldLength = new Int32Array(recvBufferCount);
-    this.heldHead = new Int32Array(maxConnections).fill(-1);
-    this.heldTail = new Int32Array(maxConnections).fill(-1);
+    this.held = new HeldBuffers(recvBufferCount, maxConnections);
     this.dirty = new Int32Array(maxConnections);
     this.starving = new Int32Array(maxConnections);
     this.zeroCopyResults = new Int32Array(maxConnections);
@@ -384,7 +379,7 @@ export class UringTransport implements Transport {
   private finishTeardown(conn: number): void {
     const handler = this.handlers[conn];
     const reason = this.closeReasons[conn];
-    this.releaseHeld(conn);
+    this.held.release(conn, this.giveBackBuffer);
     this.queues.clear(conn);
     this.states[conn] = FREE;
     this.flags[conn] = 0;
@@ -629,8 +624,8 @@ export class UringTransport implements Transport {
       this.bytesIn += result;
       if (state === TEARDOWN || !hasBuffer) {
         if (hasBuffer) this.buffers.add(bid);
-      } else if ((this.flags[conn] & PAUSED) !== 0 || this.heldHead[conn] !== -1) {
-        this.holdBuffer(conn, bid, result);
+      } else if ((this.flags[conn] & PAUSED) !== 0 || this.held.has(conn)) {
+        this.held.hold(conn, bid, result);
       } else {
         this.deliver(conn, bid, result);
       }
@@ -658,30 +653,15 @@ export class UringTransport implements Transport {
     this.returned[this.returnedCount++] = bid;
   }
 
-  private holdBuffer(conn: number, bid: number, length: number): void {
-    this.heldLength[bid] = length;
-    this.heldNext[bid] = -1;
-    const tail = this.heldTail[conn];
-    if (tail === -1) this.heldHead[conn] = bid;
-    else this.heldNext[tail] = bid;
-    this.heldTail[conn] = bid;
-  }
-
   private deliverHeld(conn: number): void {
-    while (this.heldHead[conn] !== -1 && (this.flags[conn] & PAUSED) === 0 &&
+    while (this.held.has(conn) && (this.flags[conn] & PAUSED) === 0 &&
       this.states[conn] !== TEARDOWN && this.states[conn] !== FREE) {
-      const bid = this.heldHead[conn];
-      this.heldHead[conn] = this.heldNext[bid];
-      if (this.heldHead[conn] === -1) this.heldTail[conn] = -1;
-      this.deliver(conn, bid, this.heldLength[bid]);
+      const bid = this.held.take(conn);
+      this.deliver(conn, bid, this.held.lengthOf(bid));
     }
   }
 
-  private releaseHeld(conn: number): void {
-    for (let bid = this.heldHead[conn]; bid !== -1; bid = this.heldNext[bid]) this.buffers.add(bid);
-    this.heldHead[conn] = -1;
-    this.heldTail[conn] = -1;
-  }
+  private readonly giveBackBuffer = (bid: number): void => this.buffers.add(bid);
 
   private rearmRecv(conn: number): void {
     const state = this.states[conn];
@@ -774,7 +754,7 @@ export class UringTransport implements Transport {
       this.flags[conn] &= ~DIRTY;
       const state = this.states[conn];
       if (state === FREE || state === TEARDOWN) continue;
-      if (this.heldHead[conn] !== -1) this.deliverHeld(conn);
+      if (this.held.has(conn)) this.deliverHeld(conn);
       this.rearmRecv(conn);
       if (state === CONNECTING) continue;
       const kind = this.queues.prepare(conn);
