@@ -10,7 +10,7 @@
 import { UsageError } from "../api/errors.ts";
 import { concatBytes } from "./bytes.ts";
 import { ACCEPT_KEY_LENGTH, writeAcceptKey } from "./handshake.ts";
-import { encodeLatin1, isFieldValue, isToken, listHasToken } from "./http-grammar.ts";
+import { encodeLatin1, isFieldValue, isToken } from "./http-grammar.ts";
 
 /** `code` of the UsageErrors thrown here. */
 export const INVALID_HEADER = "WS_ERR_INVALID_HEADER";

@@ -14,7 +14,7 @@ import {
 import { isValidCloseCode } from "../protocol/close.ts";
 import type { FrameParser, FrameSink } from "../protocol/frame-parser.ts";
 import {
-  writeCloseFrame, writeControlFrame, writeFrameHeader,
+  frameHeaderSize, writeCloseFrame, writeControlFrame, writeFrameHeader,
 } from "../protocol/frame-writer.ts";
 import type { ServerCore } from "./server-core.ts";
 
@@ -151,7 +151,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       scratch[start - 1] = length;
       queued = transport.send(this.conn, scratch, start - 2, end);
     } else if (payload === scratch) {
-      const headerAt = start - frameHeaderLength(length);
+      const headerAt = start - frameHeaderSize(length, false);
       writeFrameHeader(scratch, headerAt, opcode, true, false, length);
       queued = transport.send(this.conn, scratch, headerAt, end);
     } else {
@@ -269,10 +269,6 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     this.core.counters.protocolErrors++;
     this.fail(error.closeCode, error.message);
   }
-}
-
-function frameHeaderLength(length: number): number {
-  return length < 126 ? 2 : length < 0x10000 ? 4 : 10;
 }
 
 function toBytes(data: ArrayBufferView | ArrayBuffer): Uint8Array {
