@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { maskInto, unmaskInPlace } from "../src/protocol/mask.ts";
+import { measure } from "./support/measure.ts";
 
 const { values } = parseArgs({ options: { ms: { type: "string", default: "300" } } });
 const budgetNs = Number(values.ms) * 1e6;
@@ -16,21 +17,7 @@ function byteLoopMask(data: Uint8Array, start: number, end: number, key: number)
   for (let i = start; i < end; i++) data[i] ^= key >>> ((3 - ((i - start) & 3)) << 3);
 }
 
-/** MB/s (10^6 bytes per second) of `run` over `size` bytes, after a warm-up. */
-function measure(size: number, run: () => void): number {
-  // Warm up long enough for JSC to reach its optimizing tier (FTL) for this call site.
-  const warmUntil = Bun.nanoseconds() + budgetNs / 3;
-  while (Bun.nanoseconds() < warmUntil) for (let i = 0; i < 64; i++) run();
-  let iterations = 0;
-  const started = Bun.nanoseconds();
-  let elapsed = 0;
-  do {
-    for (let i = 0; i < 64; i++) run();
-    iterations += 64;
-    elapsed = Bun.nanoseconds() - started;
-  } while (elapsed < budgetNs);
-  return (size * iterations * 1e3) / elapsed;
-}
+const measureMbps = (size: number, run: () => unknown) => measure(size, budgetNs, run);
 
 const buffer = new Uint8Array(new ArrayBuffer((1 << 20) + 64));
 const target = new Uint8Array(new ArrayBuffer((1 << 20) + 64));
@@ -40,14 +27,14 @@ for (const size of [16, 1024, 64 * 1024, 1 << 20]) {
     size >= 1 << 20 ? `${size >> 20} MiB` : size >= 1024 ? `${size >> 10} KiB` : `${size} B`;
   rows.push({
     size: label,
-    "unmaskInPlace MB/s": Math.round(measure(size, () => unmaskInPlace(buffer, 0, size, KEY, 0))),
+    "unmaskInPlace MB/s": Math.round(measureMbps(size, () => unmaskInPlace(buffer, 0, size, KEY, 0))),
     "unaligned (+1) MB/s": Math.round(
-      measure(size, () => unmaskInPlace(buffer, 1, size + 1, KEY, 0)),
+      measureMbps(size, () => unmaskInPlace(buffer, 1, size + 1, KEY, 0)),
     ),
     "maskInto MB/s": Math.round(
-      measure(size, () => maskInto(target, 0, buffer, 3, size + 3, KEY)),
+      measureMbps(size, () => maskInto(target, 0, buffer, 3, size + 3, KEY)),
     ),
-    "byte loop (peer) MB/s": Math.round(measure(size, () => byteLoopMask(buffer, 0, size, KEY))),
+    "byte loop (peer) MB/s": Math.round(measureMbps(size, () => byteLoopMask(buffer, 0, size, KEY))),
   });
 }
 console.log(`Bun ${Bun.version}, ${process.arch}`);

@@ -9,24 +9,12 @@
 import { isUtf8 } from "node:buffer";
 import { parseArgs } from "node:util";
 import { UTF8_ACCEPT, validateUtf8, validateUtf8InJs } from "../src/protocol/utf8.ts";
+import { measure } from "./support/measure.ts";
 
 const { values } = parseArgs({ options: { ms: { type: "string", default: "300" } } });
 const budgetNs = Number(values.ms) * 1e6;
 
-/** MB/s (10^6 bytes per second) of `run` over `size` bytes, after a warm-up. */
-function measure(size: number, run: () => unknown): number {
-  const warmUntil = Bun.nanoseconds() + budgetNs / 3;
-  while (Bun.nanoseconds() < warmUntil) for (let i = 0; i < 64; i++) run();
-  let iterations = 0;
-  const started = Bun.nanoseconds();
-  let elapsed = 0;
-  do {
-    for (let i = 0; i < 64; i++) run();
-    iterations += 64;
-    elapsed = Bun.nanoseconds() - started;
-  } while (elapsed < budgetNs);
-  return (size * iterations * 1e3) / elapsed;
-}
+const measureMbps = (size: number, run: () => unknown) => measure(size, budgetNs, run);
 
 /** About `size` bytes of valid UTF-8 built from `unit`, cut at a character boundary. */
 function sample(unit: string, size: number): Uint8Array {
@@ -49,10 +37,10 @@ for (const [kind, unit] of Object.entries(texts)) {
     rows.push({
       text: kind,
       bytes: n,
-      "validateUtf8 MB/s": Math.round(measure(n, () => validateUtf8(data, 0, n, UTF8_ACCEPT))),
-      "JS only MB/s": Math.round(measure(n, () => validateUtf8InJs(data, 0, n, UTF8_ACCEPT))),
-      "isUtf8 (peer) MB/s": Math.round(measure(n, () => isUtf8(data.subarray(0, n)))),
-      "TextDecoder fatal (peer) MB/s": Math.round(measure(n, () => decoder.decode(data))),
+      "validateUtf8 MB/s": Math.round(measureMbps(n, () => validateUtf8(data, 0, n, UTF8_ACCEPT))),
+      "JS only MB/s": Math.round(measureMbps(n, () => validateUtf8InJs(data, 0, n, UTF8_ACCEPT))),
+      "isUtf8 (peer) MB/s": Math.round(measureMbps(n, () => isUtf8(data.subarray(0, n)))),
+      "TextDecoder fatal (peer) MB/s": Math.round(measureMbps(n, () => decoder.decode(data))),
     });
   }
 }
