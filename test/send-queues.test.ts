@@ -4,7 +4,9 @@
  */
 import { describe, expect, test } from "bun:test";
 import { ENOBUFS } from "../src/api/errno.ts";
-import { MESSAGE_AREA_SIZE, SendQueues, type ChunkSource } from "../src/reactor/send-queues.ts";
+import {
+  MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues, type ChunkSource,
+} from "../src/reactor/send-queues.ts";
 
 const CHUNK = 64;
 
@@ -33,7 +35,12 @@ class ArrayChunks implements ChunkSource {
 function setup(connections = 4, chunks = 8) {
   const source = new ArrayChunks(chunks);
   const area = new Uint8Array(connections * MESSAGE_AREA_SIZE);
-  const queues = new SendQueues(connections, source, CHUNK, chunks, area, 0x20_0000);
+  const segmentBytes = MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE;
+  const areas = {
+    address: 0x20_0000,
+    segment: (index: number) => area.subarray(index * segmentBytes, (index + 1) * segmentBytes),
+  };
+  const queues = new SendQueues(connections, source, CHUNK, chunks, areas);
   return { source, area, queues };
 }
 
@@ -121,5 +128,29 @@ describe("SendQueues", () => {
     queues.clear(3);
     expect(source.available).toBe(8);
     expect(queues.queuedBytes(3)).toBe(0);
+  });
+
+  test("grown for more connections: old queues intact, a later segment's msghdr in place", () => {
+    const { source, area, queues } = setup(1100, 8);
+    const small = new SendQueues(2, source, CHUNK, 8, {
+      address: 0x20_0000,
+      segment: (index: number) => area.subarray(index * MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE,
+        (index + 1) * MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE),
+    });
+    expect(queues.queuedBytes(0)).toBe(0);
+    expect(small.append(1, bytes(10), 0, 10)).toBe(10);
+    small.grow(1100);
+    expect(small.queuedBytes(1)).toBe(10);
+    const conn = MESSAGE_SEGMENT_CONNECTIONS + 6;
+    expect(small.append(conn, bytes(100), 0, 100)).toBe(100);
+    expect(small.prepare(conn)).toBe(2);
+    expect(small.sendAddress).toBe(0x20_0000 + conn * MESSAGE_AREA_SIZE);
+    const words = new Uint32Array(area.buffer, conn * MESSAGE_AREA_SIZE, MESSAGE_AREA_SIZE / 4);
+    expect(words[6]).toBe(2); // two chunks, two iovecs
+    expect(Uint8Array.from([...source.bytesAt(words[16], words[18]),
+      ...source.bytesAt(words[20], words[22])])).toEqual(bytes(100));
+    expect(small.complete(conn, 100)).toBe(true);
+    expect(small.prepare(1)).toBe(1);
+    expect(small.complete(1, 10)).toBe(true);
   });
 });

@@ -23,6 +23,12 @@ if (!skipReason) {
     create: () => new UringTransport({ maxConnections: 1024, recvBufferCount: 256,
       sendChunkCount: 1024 }),
   });
+  // The same contract while per-connection state grows from 2 slots (2, 4, ... 128).
+  runTransportContract({
+    name: "io_uring, state growing from 2 connections",
+    create: () => new UringTransport({ maxConnections: 1024, initialConnections: 2,
+      recvBufferCount: 256, sendChunkCount: 1024 }),
+  });
 }
 
 const live: UringTransport[] = [];

@@ -60,7 +60,7 @@ export class FakeTransport implements Transport {
     }
     this.recvBuffers = new FakeRecvBuffers(
       options.recvBufferSize ?? 16 * 1024,
-      options.recvBufferCount ?? 1024,
+      options.recvBufferCount ?? 256,
     );
     this.sendMemory = new FakeSendMemory(
       options.sendChunkSize ?? 16 * 1024,

@@ -1,15 +1,20 @@
 /**
  * Fixed-size byte slots carved from one MemoryRegion. acquire()/release() are O(1) and
  * allocate nothing: a preallocated Int32Array free stack plus a Uint8Array in-use map.
- * Every slot's Uint8Array view is made once, at construction.
+ * Slot views are made once each, a segment of slots at a time when the first slot of the
+ * segment is viewed: the lowest ids go out first, so a pool sized for peaks views (and has
+ * JSC account for) only the part its traffic uses (see segmented-views.ts).
  */
 import { assert, UsageError } from "../api/errors.ts";
 import type { PoolStats } from "../api/pool.ts";
 import { PoolErrorCode } from "./pool-errors.ts";
 import { MemoryRegion, type RegionAllocateOptions } from "./region.ts";
+import { SegmentedViews } from "./segmented-views.ts";
 
 /** Default slot rounding: one x86_64 cache line, so no two slots share a line. */
 export const SLOT_ALIGNMENT = 64;
+/** Slots are viewed in segments of about this many bytes (at least one slot). */
+const SEGMENT_BYTES_TARGET = 1024 * 1024;
 
 export interface BytePoolOptions extends RegionAllocateOptions {
   /**
@@ -36,7 +41,9 @@ export class BytePool {
   readonly #freeStack: Int32Array;
   /** 1 while a slot is acquired: detects double and foreign releases without allocating. */
   readonly #inUse: Uint8Array;
-  #slotViews: Uint8Array[];
+  #slotViews: (Uint8Array | undefined)[];
+  readonly #segments: SegmentedViews;
+  readonly #slotsPerSegment: number;
   #freeCount: number;
   #highWater = 0;
   #destroyed = false;
@@ -61,12 +68,12 @@ export class BytePool {
     this.#baseAddress = region.pointer;
     this.#freeStack = new Int32Array(capacity);
     this.#inUse = new Uint8Array(capacity);
-    this.#slotViews = new Array<Uint8Array>(capacity);
-    const view = region.view;
+    this.#slotViews = new Array<Uint8Array | undefined>(capacity).fill(undefined);
+    this.#slotsPerSegment = Math.max(1, Math.floor(SEGMENT_BYTES_TARGET / size));
+    this.#segments = new SegmentedViews(region, bytes, this.#slotsPerSegment * size);
     for (let id = 0; id < capacity; id++) {
       // Lowest ids on top, so a fresh pool hands out 0, 1, 2... (adjacent memory first).
       this.#freeStack[id] = capacity - 1 - id;
-      this.#slotViews[id] = view.subarray(id * size, id * size + size);
     }
     this.#freeCount = capacity;
   }
@@ -106,8 +113,22 @@ export class BytePool {
   slotView(id: number): Uint8Array {
     if (this.#destroyed || this.#region.freed) throw destroyedError();
     const view = this.#slotViews[id];
-    if (view === undefined) throw foreignSlot(id);
+    return view !== undefined ? view : this.#viewSlot(id);
+  }
+
+  /** First view of slot `id`: views its segment (once) and keeps the slot's window. */
+  #viewSlot(id: number): Uint8Array {
+    if ((id >>> 0) !== id || id >= this.capacity) throw foreignSlot(id);
+    const segment = this.#segments.segment(Math.floor(id / this.#slotsPerSegment));
+    const start = (id % this.#slotsPerSegment) * this.slotSize;
+    const view = segment.subarray(start, start + this.slotSize);
+    this.#slotViews[id] = view;
     return view;
+  }
+
+  /** Bytes of the region viewed so far (what the JS heap accounts for this pool). */
+  get viewedBytes(): number {
+    return this.#segments.viewedBytes;
   }
 
   /** Native address of slot `id`: region.pointer + id * slotSize. */

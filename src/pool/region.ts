@@ -67,7 +67,8 @@ export class MemoryRegion implements MemoryRegionInfo {
   /** Why the region is not hugetlb ("" when it is): e.g. no hugepages reserved. */
   readonly kindNote: string;
   #pointer: number;
-  #view: Uint8Array;
+  /** The whole-region view, made on first use (see `view`). */
+  #view: Uint8Array | null = null;
   #freed = false;
 
   private constructor(mapping: Mapping, placement: Placement, requestedSize: number) {
@@ -80,12 +81,6 @@ export class MemoryRegion implements MemoryRegionInfo {
     this.node = placement.node;
     this.placementNote = placement.note;
     this.#pointer = mapping.pointer;
-    try {
-      this.#view = viewOf(mapping.pointer, mapping.size);
-    } catch (error) {
-      unmap(mapping.pointer, mapping.size); // don't leak the mapping when JSC refuses the view
-      throw error;
-    }
   }
 
   /**
@@ -128,10 +123,29 @@ export class MemoryRegion implements MemoryRegionInfo {
     return this.#pointer;
   }
 
-  /** The whole region as one Uint8Array (made once). Throws after free(). */
+  /**
+   * The whole region as one Uint8Array, made on first use. JSC counts every byte an
+   * ArrayBuffer covers as heap memory and sizes its young generation by that, so a region
+   * whose parts are used one at a time is better viewed with `viewRange`. Throws after free().
+   */
   get view(): Uint8Array {
     if (this.#freed) throw useAfterFree();
+    if (this.#view === null) this.#view = viewOf(this.#pointer, this.size);
     return this.#view;
+  }
+
+  /**
+   * A new view of bytes [start, end) with its own ArrayBuffer, which JSC counts as `end -
+   * start` bytes only (allocates: not for hot paths). Throws after free().
+   */
+  viewRange(start: number, end: number): Uint8Array {
+    if (this.#freed) throw useAfterFree();
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start ||
+      end > this.size) {
+      throw new UsageError(PoolErrorCode.INVALID_ARGUMENT,
+        `range [${start}, ${end}) is outside the region of ${this.size} bytes`);
+    }
+    return end === start ? EMPTY_VIEW : viewOf(this.#pointer + start, end - start);
   }
 
   get freed(): boolean {
@@ -140,8 +154,7 @@ export class MemoryRegion implements MemoryRegionInfo {
 
   /** A view of [start, end) (allocates a view: not for hot paths). Throws after free(). */
   subarray(start: number, end: number): Uint8Array {
-    if (this.#freed) throw useAfterFree();
-    return this.#view.subarray(start, end);
+    return this.view.subarray(start, end);
   }
 
   /** munmap. A second free() throws UsageError (WS_ERR_DOUBLE_FREE). */
@@ -152,7 +165,7 @@ export class MemoryRegion implements MemoryRegionInfo {
     unmap(this.#pointer, this.size);
     this.#freed = true;
     // Drop the region's own reference so the external ArrayBuffer can be collected.
-    this.#view = EMPTY_VIEW;
+    this.#view = null;
   }
 }
 

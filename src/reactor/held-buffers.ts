@@ -2,17 +2,25 @@
  * Receive buffers a paused connection has not been given yet, in arrival order: one chain
  * per connection, linked by buffer id through shared typed arrays (nothing allocated).
  */
+import { grown } from "../pool/grown-array.ts";
+
 export class HeldBuffers {
   private readonly next: Int32Array;
   private readonly lengths: Int32Array;
-  private readonly head: Int32Array;
-  private readonly tail: Int32Array;
+  private head: Int32Array;
+  private tail: Int32Array;
 
   constructor(bufferCount: number, maxConnections: number) {
     this.next = new Int32Array(bufferCount).fill(-1);
     this.lengths = new Int32Array(bufferCount);
     this.head = new Int32Array(maxConnections).fill(-1);
     this.tail = new Int32Array(maxConnections).fill(-1);
+  }
+
+  /** Room for connections up to `maxConnections` (more slots in use). */
+  grow(maxConnections: number): void {
+    this.head = grown(this.head, maxConnections, -1);
+    this.tail = grown(this.tail, maxConnections, -1);
   }
 
   has(conn: number): boolean {

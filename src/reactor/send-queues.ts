@@ -8,6 +8,7 @@
 import { ENOBUFS } from "../api/errno.ts";
 import { assert } from "../api/errors.ts";
 import { IOVEC_SIZE, MSGHDR_IOV, MSGHDR_IOVLEN } from "../ffi/io-uring-abi.ts";
+import { grown } from "../pool/grown-array.ts";
 
 /** Where chunk memory comes from (a BytePool). */
 export interface ChunkSource {
@@ -22,6 +23,21 @@ export interface ChunkSource {
 export const IOVECS_PER_SEND = 16;
 /** msghdr (56 B, padded to 64) followed by the iovec array. */
 export const MESSAGE_AREA_SIZE = 64 + IOVECS_PER_SEND * IOVEC_SIZE;
+const MESSAGE_SEGMENT_SHIFT = 10;
+/** Message areas are viewed this many connections at a time (320 KiB). */
+export const MESSAGE_SEGMENT_CONNECTIONS = 1 << MESSAGE_SEGMENT_SHIFT;
+
+/**
+ * Native memory for SENDMSG: one MESSAGE_AREA_SIZE area per connection, the kernel reads it
+ * after submission. Viewed a segment at a time, so only the segments of connections that
+ * ever sent from several chunks are viewed (see pool/segmented-views.ts).
+ */
+export interface MessageAreas {
+  /** Native address of connection 0's area; connection c's is at c * MESSAGE_AREA_SIZE. */
+  readonly address: number;
+  /** The areas of connections [index * MESSAGE_SEGMENT_CONNECTIONS, ...), as one view. */
+  segment(index: number): Uint8Array;
+}
 
 const TWO_32 = 0x1_0000_0000;
 /** Below this, copy byte by byte (cheaper than any native call). */
@@ -36,19 +52,20 @@ export class SendQueues {
 
   private readonly chunks: ChunkSource;
   private readonly chunkSize: number;
-  private readonly head: Int32Array;
-  private readonly tail: Int32Array;
-  private readonly headOffset: Int32Array;
-  private readonly inFlight: Int32Array;
-  private readonly queued: Float64Array;
+  private head: Int32Array;
+  private tail: Int32Array;
+  private headOffset: Int32Array;
+  private inFlight: Int32Array;
+  private queued: Float64Array;
   private readonly chunkNext: Int32Array;
   private readonly chunkLength: Int32Array;
-  private readonly messageWords: Uint32Array;
+  private readonly messageAreas: MessageAreas;
+  /** Word views of the message area segments, made on first SENDMSG in each. */
+  private readonly messageWords: (Uint32Array | undefined)[] = [];
   private readonly messageAddress: number;
 
   constructor(maxConnections: number, chunks: ChunkSource, chunkSize: number,
-    chunkCount: number, messageArea: Uint8Array, messageAreaAddress: number) {
-    assert(messageArea.byteLength >= maxConnections * MESSAGE_AREA_SIZE, "message area size");
+    chunkCount: number, messageAreas: MessageAreas) {
     this.chunks = chunks;
     this.chunkSize = chunkSize;
     this.head = new Int32Array(maxConnections).fill(-1);
@@ -58,9 +75,26 @@ export class SendQueues {
     this.queued = new Float64Array(maxConnections);
     this.chunkNext = new Int32Array(chunkCount).fill(-1);
     this.chunkLength = new Int32Array(chunkCount);
-    this.messageWords = new Uint32Array(messageArea.buffer, messageArea.byteOffset,
-      (maxConnections * MESSAGE_AREA_SIZE) / 4);
-    this.messageAddress = messageAreaAddress;
+    this.messageAreas = messageAreas;
+    this.messageAddress = messageAreas.address;
+  }
+
+  /** Room for connections up to `maxConnections` (the transport has more slots in use). */
+  grow(maxConnections: number): void {
+    this.head = grown(this.head, maxConnections, -1);
+    this.tail = grown(this.tail, maxConnections, -1);
+    this.headOffset = grown(this.headOffset, maxConnections);
+    this.inFlight = grown(this.inFlight, maxConnections);
+    this.queued = grown(this.queued, maxConnections);
+  }
+
+  private messageSegmentWords(segment: number): Uint32Array {
+    const area = this.messageAreas.segment(segment);
+    assert(area.byteLength % MESSAGE_AREA_SIZE === 0 && area.byteOffset % 4 === 0,
+      "message area segment holds whole, aligned areas");
+    const words = new Uint32Array(area.buffer, area.byteOffset, area.byteLength / 4);
+    this.messageWords[segment] = words;
+    return words;
   }
 
   /** Bytes queued and not yet confirmed sent by the kernel. */
@@ -155,8 +189,9 @@ export class SendQueues {
       this.inFlight[conn] = this.sendLength;
       return 1;
     }
-    const words = this.messageWords;
-    const base = (conn * MESSAGE_AREA_SIZE) / 4;
+    const segment = conn >>> MESSAGE_SEGMENT_SHIFT;
+    const words = this.messageWords[segment] ?? this.messageSegmentWords(segment);
+    const base = ((conn & (MESSAGE_SEGMENT_CONNECTIONS - 1)) * MESSAGE_AREA_SIZE) / 4;
     const message = this.messageAddress + conn * MESSAGE_AREA_SIZE;
     let total = 0;
     let count = 0;

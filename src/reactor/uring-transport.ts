@@ -21,9 +21,11 @@ import * as abi from "../ffi/io-uring-abi.ts";
 import { libc, SOCK_CLOEXEC } from "../ffi/libc.ts";
 import { BytePool } from "../pool/byte-pool.ts";
 import { MemoryRegion } from "../pool/region.ts";
+import { grown, INITIAL_SLOTS, nextCapacity } from "../pool/grown-array.ts";
+import { SegmentedViews } from "../pool/segmented-views.ts";
 import { EventfdPark } from "./eventfd-park.ts";
 import { HeldBuffers } from "./held-buffers.ts";
-import { MESSAGE_AREA_SIZE, SendQueues } from "./send-queues.ts";
+import { MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues } from "./send-queues.ts";
 import {
   openListener, peerAddress, SOCKADDR_IN_SIZE, setResetOnClose, tcpSocket, writeSockaddrIn,
 } from "./sockets.ts";
@@ -80,34 +82,35 @@ export class UringTransport implements Transport {
   private readonly sendPool: BytePool;
   private readonly metaRegion: MemoryRegion;
   private readonly sockaddrBase: number;
-  private readonly sockaddrView: Uint8Array;
   private readonly queues: SendQueues;
   private readonly park: EventfdPark;
   private readonly maxConnections: number;
+  /** Slots the per-connection arrays hold now (grows up to maxConnections). */
+  private slotCapacity: number;
   private readonly spinMs: number;
   private readonly zeroCopyThreshold: number;
   /** Result of a zero-copy send, kept until its notification says the pages are free. */
-  private readonly zeroCopyResults: Int32Array;
+  private zeroCopyResults: Int32Array;
 
   // Per-connection state (struct of arrays).
-  private readonly fds: Int32Array;
-  private readonly states: Uint8Array;
-  private readonly flags: Uint8Array;
-  private readonly generations: Uint32Array;
+  private fds: Int32Array;
+  private states: Uint8Array;
+  private flags: Uint8Array;
+  private generations: Uint32Array;
   /** Operations in flight per connection; the slot is freed when it drops to 0 in TEARDOWN. */
-  private readonly pendingOps: Uint8Array;
-  private readonly listenerOf: Int32Array;
-  private readonly closeReasons: Int32Array;
-  private readonly handlers: (TransportHandler | undefined)[];
-  private readonly freeSlots: Int32Array;
+  private pendingOps: Uint8Array;
+  private listenerOf: Int32Array;
+  private closeReasons: Int32Array;
+  private handlers: (TransportHandler | undefined)[];
+  private freeSlots: Int32Array;
   private freeSlotCount: number;
   /** Received buffers held while a connection is paused. */
   private readonly held: HeldBuffers;
 
   // Work lists (stacks of connection ids, bounded by maxConnections).
-  private readonly dirty: Int32Array;
+  private dirty: Int32Array;
   private dirtyCount = 0;
-  private readonly starving: Int32Array;
+  private starving: Int32Array;
   private starvingCount = 0;
   /** Buffers handed back by handlers this turn, re-added to the ring in one batch. */
   private readonly returned: Int32Array;
@@ -144,11 +147,13 @@ export class UringTransport implements Transport {
   constructor(options: UringTransportOptions = {}) {
     const maxConnections = options.maxConnections ?? 65536;
     const recvBufferSize = options.recvBufferSize ?? 16384;
-    const recvBufferCount = options.recvBufferCount ?? 1024;
+    const recvBufferCount = options.recvBufferCount ?? 256;
     const sendChunkSize = options.sendChunkSize ?? 16384;
     const sendChunkCount = options.sendChunkCount ?? 4096;
     const memory = { node: options.node, hugepages: options.hugepages ?? "auto" } as const;
     this.maxConnections = maxConnections;
+    // Per-connection state starts small and doubles as slots are used (grown-array.ts).
+    const initialSlots = Math.max(1, Math.min(maxConnections, options.initialConnections ?? INITIAL_SLOTS));
     this.spinMs = (options.spinMicros ?? 50) / 1000;
     this.zeroCopyThreshold = options.zeroCopyThreshold ?? Infinity;
 
@@ -165,36 +170,41 @@ export class UringTransport implements Transport {
       this.sendPool = new BytePool(sendChunkSize, sendChunkCount, memory);
       cleanup.push(() => this.sendPool.destroy());
       // Per-connection native scratch the kernel reads after submission: msghdr + iovecs
-      // for SENDMSG and a sockaddr for CONNECT. Touched lazily, so it costs only what is used.
+      // for SENDMSG and a sockaddr for CONNECT. Touched and viewed lazily, so it costs (in
+      // RSS and in JSC's heap accounting) only what is used.
       const messageBytes = maxConnections * MESSAGE_AREA_SIZE;
       this.metaRegion = MemoryRegion.allocate(messageBytes + maxConnections * SOCKADDR_IN_SIZE,
         { hugepages: "off", node: options.node });
       cleanup.push(() => this.metaRegion.free());
-      this.queues = new SendQueues(maxConnections, this.sendPool, this.sendPool.slotSize,
-        sendChunkCount, this.metaRegion.view, this.metaRegion.pointer);
+      const messageViews = new SegmentedViews(this.metaRegion, messageBytes,
+        MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE);
+      const areas = { address: this.metaRegion.pointer, segment: (i: number) => messageViews.segment(i) };
+      this.queues = new SendQueues(initialSlots, this.sendPool,
+        this.sendPool.slotSize, sendChunkCount, areas);
       this.sockaddrBase = messageBytes;
-      this.sockaddrView = this.metaRegion.view;
       this.park = new EventfdPark(this.ring, this.onWake);
     } catch (error) {
       for (const undo of cleanup.reverse()) undo();
       throw error;
     }
 
-    this.fds = new Int32Array(maxConnections).fill(-1);
-    this.states = new Uint8Array(maxConnections);
-    this.flags = new Uint8Array(maxConnections);
-    this.generations = new Uint32Array(maxConnections);
-    this.pendingOps = new Uint8Array(maxConnections);
-    this.listenerOf = new Int32Array(maxConnections).fill(-1);
-    this.closeReasons = new Int32Array(maxConnections);
-    this.handlers = new Array<TransportHandler | undefined>(maxConnections).fill(undefined);
-    this.freeSlots = new Int32Array(maxConnections);
-    for (let i = 0; i < maxConnections; i++) this.freeSlots[i] = maxConnections - 1 - i;
-    this.freeSlotCount = maxConnections;
-    this.held = new HeldBuffers(recvBufferCount, maxConnections);
-    this.dirty = new Int32Array(maxConnections);
-    this.starving = new Int32Array(maxConnections);
-    this.zeroCopyResults = new Int32Array(maxConnections);
+    const slots = initialSlots;
+    this.slotCapacity = slots;
+    this.fds = new Int32Array(slots).fill(-1);
+    this.states = new Uint8Array(slots);
+    this.flags = new Uint8Array(slots);
+    this.generations = new Uint32Array(slots);
+    this.pendingOps = new Uint8Array(slots);
+    this.listenerOf = new Int32Array(slots).fill(-1);
+    this.closeReasons = new Int32Array(slots);
+    this.handlers = new Array<TransportHandler | undefined>(slots).fill(undefined);
+    this.freeSlots = new Int32Array(slots);
+    for (let i = 0; i < slots; i++) this.freeSlots[i] = slots - 1 - i;
+    this.freeSlotCount = slots;
+    this.held = new HeldBuffers(recvBufferCount, slots);
+    this.dirty = new Int32Array(slots);
+    this.starving = new Int32Array(slots);
+    this.zeroCopyResults = new Int32Array(slots);
     this.returned = new Int32Array(recvBufferCount);
   }
 
@@ -262,7 +272,7 @@ export class UringTransport implements Transport {
     }
     this.openSlot(conn, fd, -1, handler, CONNECTING);
     const offset = this.sockaddrBase + conn * SOCKADDR_IN_SIZE;
-    writeSockaddrIn(this.sockaddrView, offset, host, port);
+    writeSockaddrIn(this.metaRegion.viewRange(offset, offset + SOCKADDR_IN_SIZE), 0, host, port);
     this.sqe.prepConnect(this.takeSqe(), fd, this.metaRegion.pointer + offset, SOCKADDR_IN_SIZE,
       conn, ud.userHigh(ud.OP_CONNECT, this.generations[conn]));
     this.pendingOps[conn]++;
@@ -333,8 +343,35 @@ export class UringTransport implements Transport {
   }
 
   private allocateSlot(): number {
-    if (this.freeSlotCount === 0) return -1;
+    if (this.freeSlotCount === 0) {
+      if (this.slotCapacity === this.maxConnections) return -1;
+      this.growSlots();
+    }
     return this.freeSlots[--this.freeSlotCount];
+  }
+
+  /** Every slot is taken: double the per-connection state (up to maxConnections). */
+  private growSlots(): void {
+    const old = this.slotCapacity;
+    const slots = nextCapacity(old, this.maxConnections);
+    this.fds = grown(this.fds, slots, -1);
+    this.states = grown(this.states, slots);
+    this.flags = grown(this.flags, slots);
+    this.generations = grown(this.generations, slots);
+    this.pendingOps = grown(this.pendingOps, slots);
+    this.listenerOf = grown(this.listenerOf, slots, -1);
+    this.closeReasons = grown(this.closeReasons, slots);
+    for (let conn = old; conn < slots; conn++) this.handlers.push(undefined);
+    this.dirty = grown(this.dirty, slots);
+    this.starving = grown(this.starving, slots);
+    this.zeroCopyResults = grown(this.zeroCopyResults, slots);
+    // Only called with no free slot: the new ids, lowest on top.
+    this.freeSlots = new Int32Array(slots);
+    for (let i = 0; i < slots - old; i++) this.freeSlots[i] = slots - 1 - i;
+    this.freeSlotCount = slots - old;
+    this.held.grow(slots);
+    this.queues.grow(slots);
+    this.slotCapacity = slots;
   }
 
   private openSlot(conn: number, fd: number, listener: number, handler: TransportHandler,
@@ -818,7 +855,7 @@ export class UringTransport implements Transport {
 
   private async disposeNow(): Promise<void> {
     for (let id = 0; id < this.listenerFds.length; id++) this.closeListener(id);
-    for (let conn = 0; conn < this.maxConnections; conn++) {
+    for (let conn = 0; conn < this.slotCapacity; conn++) {
       if (this.states[conn] === FREE) continue;
       this.closeReasons[conn] = -ECANCELED;
       this.close(conn, CloseMode.Abort);
@@ -841,7 +878,7 @@ export class UringTransport implements Transport {
   closeNow(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (let conn = 0; conn < this.maxConnections; conn++) {
+    for (let conn = 0; conn < this.slotCapacity; conn++) {
       if (this.states[conn] !== FREE && this.fds[conn] >= 0) libc().close(this.fds[conn]);
     }
     for (const fd of this.listenerFds) if (fd >= 0) libc().close(fd);

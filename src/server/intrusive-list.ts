@@ -4,10 +4,12 @@
  * connections in such lists ordered by last activity, so a timeout scan stops at the first
  * entry that is not yet due.
  */
+import { grown } from "../pool/grown-array.ts";
+
 export class IntrusiveList {
-  private readonly next: Int32Array;
-  private readonly prev: Int32Array;
-  private readonly member: Uint8Array;
+  private next: Int32Array;
+  private prev: Int32Array;
+  private member: Uint8Array;
   private first = -1;
   private last = -1;
   private count = 0;
@@ -16,6 +18,13 @@ export class IntrusiveList {
     this.next = new Int32Array(capacity).fill(-1);
     this.prev = new Int32Array(capacity).fill(-1);
     this.member = new Uint8Array(capacity);
+  }
+
+  /** Room for ids below `capacity` (more connection slots in use). */
+  grow(capacity: number): void {
+    this.next = grown(this.next, capacity, -1);
+    this.prev = grown(this.prev, capacity, -1);
+    this.member = grown(this.member, capacity);
   }
 
   get head(): number {

@@ -11,6 +11,7 @@ import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, Role } from "../protocol/consta
 import { FrameParser, type FrameParserOptions } from "../protocol/frame-parser.ts";
 import { HttpRequestParser } from "../protocol/http-request-parser.ts";
 import { HandshakeState } from "./handshake-flow.ts";
+import { grown, INITIAL_SLOTS } from "../pool/grown-array.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
 import { MessageBufferPool } from "./message-buffers.ts";
 import type { ResolvedOptions } from "./options.ts";
@@ -41,15 +42,15 @@ export class ServerCore<T> implements TransportHandler {
   private readonly frameParserOptions: FrameParserOptions;
   private readonly requestParsers: HttpRequestParser[] = [];
   private readonly handshakeStates: HandshakeState<T>[] = [];
-  private readonly sockets: (WebSocketConnection<T> | undefined)[];
-  private readonly pending: (HandshakeState<T> | undefined)[];
+  private sockets: (WebSocketConnection<T> | undefined)[];
+  private pending: (HandshakeState<T> | undefined)[];
   /** Open sockets, least recently active first (idle timeouts and pings). */
-  private readonly activity: IntrusiveList;
+  private activity: IntrusiveList;
   /** Handshaking and closing connections, oldest first (closeTimeout). */
-  private readonly deadlines: IntrusiveList;
-  private readonly lastActivity: Float64Array;
-  private readonly deadlineStart: Float64Array;
-  private readonly pinged: Uint8Array;
+  private deadlines: IntrusiveList;
+  private lastActivity: Float64Array;
+  private deadlineStart: Float64Array;
+  private pinged: Uint8Array;
   private readonly stopTicking: () => void;
   /** Coarse time, refreshed by the tick: good enough for second-scale timeouts, and free. */
   private now: number;
@@ -68,7 +69,10 @@ export class ServerCore<T> implements TransportHandler {
       role: Role.Server, maxPayloadLength: options.maxPayloadLength,
       messageBuffers: this.messageBuffers,
     };
-    const slots = options.maxConnections;
+    // Per-connection state grows with the slots the transport hands out (grown-array.ts).
+    const initial = options.transport.initialConnections;
+    const slots = Math.max(1, Math.min(options.maxConnections,
+      typeof initial === "number" ? initial : INITIAL_SLOTS));
     this.sockets = new Array(slots).fill(undefined);
     this.pending = new Array(slots).fill(undefined);
     this.activity = new IntrusiveList(slots);
@@ -83,6 +87,7 @@ export class ServerCore<T> implements TransportHandler {
   // ------------------------------------------------------------ transport events
 
   onOpen(conn: number): void {
+    if (conn >= this.sockets.length) this.growSlots(conn);
     this.liveConnections++;
     if (this.stopping) {
       this.transport.close(conn, CloseMode.Abort);
@@ -94,6 +99,21 @@ export class ServerCore<T> implements TransportHandler {
     this.counters.handshakes++;
     this.deadlineStart[conn] = this.now;
     this.deadlines.pushTail(conn);
+  }
+
+  /** A slot beyond the per-connection arrays opened: double them until it fits. */
+  private growSlots(conn: number): void {
+    let slots = this.sockets.length;
+    while (slots <= conn) slots *= 2;
+    for (let id = this.sockets.length; id < slots; id++) {
+      this.sockets.push(undefined);
+      this.pending.push(undefined);
+    }
+    this.activity.grow(slots);
+    this.deadlines.grow(slots);
+    this.lastActivity = grown(this.lastActivity, slots);
+    this.deadlineStart = grown(this.deadlineStart, slots);
+    this.pinged = grown(this.pinged, slots);
   }
 
   onData(conn: number, data: Uint8Array, start: number, end: number): void {

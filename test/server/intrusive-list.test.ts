@@ -268,3 +268,19 @@ describe("IntrusiveList allocates nothing per operation", () => {
     expect(allocated).toBeLessThan(100);
   });
 });
+
+describe("IntrusiveList.grow", () => {
+  test("keeps order and membership, and takes ids up to the new capacity", () => {
+    const list = new IntrusiveList(4);
+    for (const id of [2, 0, 3]) list.pushTail(id);
+    list.grow(16);
+    list.pushTail(12);
+    list.touch(0);
+    const order: number[] = [];
+    for (let id = list.head; id !== -1; id = list.after(id)) order.push(id);
+    expect(order).toEqual([2, 3, 12, 0]);
+    expect(list.has(12)).toBe(true);
+    expect(list.has(9)).toBe(false);
+    expect(list.size).toBe(4);
+  });
+});

@@ -108,8 +108,10 @@ suite("server on io_uring with real clients", () => {
     expect(closes[0]).toBe(4321);
   });
 
-  test("1,000 concurrent clients each echo a message", async () => {
-    const { url, server } = startEcho();
+  test("1,000 concurrent clients each echo a message, state growing from 8 slots", async () => {
+    const { url, server } = startEcho({
+      transport: { recvBufferCount: 256, sendChunkCount: 2048, initialConnections: 8 },
+    });
     const clients = Array.from({ length: 1000 }, () => new WebSocketClient(url));
     try {
       const echoed = clients.map((ws, i) => new Promise<string>((resolve, reject) => {
