@@ -4,7 +4,10 @@
  * CPU 1 when there are two); the repeats alternate between servers so a disturbance on the
  * machine hits them alike; the median of the repeats is shown, with ratios to Bun.serve.
  *
- *   bun bench/compare.ts [--seconds 3] [--repeats 3] [--idle 10000] [--only 16B,4KiB]
+ *   bun bench/compare.ts [--seconds 3] [--repeats 3] [--idle 10000] [--only "16 B,4 KiB"]
+ *
+ * Rows without "binary" send text (the load generator's default, and what browsers' JSON
+ * traffic is): the server hands each message to JS as a string and encodes the reply.
  *
  * Load generator: the C wsload (../shared/tools/wsload.c, or $WSLOAD_SRC, built with gcc)
  * when available, else bench/load.ts (this project's io_uring client side).
@@ -34,9 +37,11 @@ interface Scenario { label: string; conns: number; size: number; inflight: numbe
 const scenarios: Scenario[] = [
   { label: "1 conn × 16 B", conns: 1, size: 16, inflight: 1, binary: false },
   { label: "100 × 16 B × 16", conns: 100, size: 16, inflight: 16, binary: false },
-  { label: "100 × 4 KiB × 4", conns: 100, size: 4096, inflight: 4, binary: true },
-  { label: "10 × 64 KiB × 4", conns: 10, size: 65536, inflight: 4, binary: true },
-  { label: "10 × 1 MiB × 1", conns: 10, size: 1 << 20, inflight: 1, binary: true },
+  { label: "100 × 4 KiB × 4, binary", conns: 100, size: 4096, inflight: 4, binary: true },
+  { label: "100 × 4 KiB × 4, text", conns: 100, size: 4096, inflight: 4, binary: false },
+  { label: "10 × 64 KiB × 4, binary", conns: 10, size: 65536, inflight: 4, binary: true },
+  { label: "10 × 64 KiB × 4, text", conns: 10, size: 65536, inflight: 4, binary: false },
+  { label: "10 × 1 MiB × 1, binary", conns: 10, size: 1 << 20, inflight: 1, binary: true },
 ].filter((s) => !values.only || values.only.split(",").some((key) => s.label.includes(key)));
 
 interface ServerSpec { name: string; cmd: (port: number) => string[] }

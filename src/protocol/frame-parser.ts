@@ -38,7 +38,9 @@ import {
   WS_ERR_UNMASKED_FRAME,
 } from "./constants.ts";
 import { maskInto, unmaskInPlace } from "./mask.ts";
-import { isCompleteUtf8, isValidUtf8, UTF8_ACCEPT, UTF8_INVALID, validateUtf8 } from "./utf8.ts";
+import {
+  classifyText, isCompleteUtf8, TEXT_ASCII, TEXT_INVALID, UTF8_ACCEPT, UTF8_INVALID, validateUtf8,
+} from "./utf8.ts";
 
 /**
  * Receives what the parser decodes. Every `data` view is valid only during the call (it is
@@ -49,7 +51,8 @@ export interface FrameSink {
   /**
    * A whole data message, `opcode` OPCODE_TEXT or OPCODE_BINARY. Text is already validated
    * as UTF-8 unless `compressed` (RSV1, permessage-deflate): then the bytes are still
-   * compressed and the inflating layer validates what it inflates.
+   * compressed and the inflating layer validates what it inflates. `ascii`: the text is
+   * known to be 7-bit (a hint for a faster decode; false does not mean it is not).
    */
   onMessage(
     opcode: number,
@@ -57,6 +60,7 @@ export interface FrameSink {
     start: number,
     end: number,
     compressed: boolean,
+    ascii: boolean,
   ): void;
   /** A Ping (§5.5.2); the connection should answer with a Pong carrying the same bytes. */
   onPing(data: Uint8Array, start: number, end: number): void;
@@ -376,13 +380,18 @@ export class FrameParser {
     if (this.maskKey !== -1) unmaskInPlace(data, position, payloadEnd, this.maskKey, 0);
     const opcode = this.messageOpcode;
     const compressed = this.messageCompressed;
-    if (opcode === OPCODE_TEXT && !compressed && !isValidUtf8(data, position, payloadEnd)) {
-      this.fail(WS_ERR_INVALID_UTF8, sink);
-      return payloadEnd;
+    let ascii = false;
+    if (opcode === OPCODE_TEXT && !compressed) {
+      const kind = classifyText(data, position, payloadEnd);
+      if (kind === TEXT_INVALID) {
+        this.fail(WS_ERR_INVALID_UTF8, sink);
+        return payloadEnd;
+      }
+      ascii = kind === TEXT_ASCII;
     }
     this.messageOpcode = 0;
     this.state = STATE_HEADER;
-    sink.onMessage(opcode, data, position, payloadEnd, compressed);
+    sink.onMessage(opcode, data, position, payloadEnd, compressed, ascii);
     return payloadEnd;
   }
 
@@ -476,7 +485,7 @@ export class FrameParser {
     this.messageBuffer = null;
     this.messageLength = 0;
     try {
-      sink.onMessage(opcode, buffer ?? EMPTY, 0, length, compressed);
+      sink.onMessage(opcode, buffer ?? EMPTY, 0, length, compressed, false);
     } finally {
       if (buffer !== null) this.messageBuffers.release(buffer);
     }

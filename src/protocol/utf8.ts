@@ -149,6 +149,33 @@ export function isValidUtf8(data: Uint8Array, start: number, end: number): boole
   return validateUtf8(data, start, end, UTF8_ACCEPT) === UTF8_ACCEPT;
 }
 
+/** classifyText results. */
+export const TEXT_INVALID = 0;
+export const TEXT_UTF8 = 1;
+/** Valid and all 7-bit: any single-byte decoding (latin1Slice) gives the same string, faster. */
+export const TEXT_ASCII = 2;
+
+/**
+ * isValidUtf8 that also says when the range is pure ASCII, where finding that out is free:
+ * below UTF8_NATIVE_THRESHOLD the scans that validate see every byte anyway. Longer valid
+ * ranges report TEXT_UTF8 (the native check does not tell), so TEXT_ASCII is a hint.
+ */
+export function classifyText(data: Uint8Array, start: number, end: number): number {
+  assert(start >= 0 && start <= end && end <= data.length, "utf8 range outside the array");
+  const length = end - start;
+  if (length < ASCII_WORD_THRESHOLD) {
+    let highBits = 0;
+    for (let index = start; index < end; index++) highBits |= data[index];
+    if (highBits < 0x80) return TEXT_ASCII;
+  } else if (length < UTF8_NATIVE_THRESHOLD && data[start] < 0x80) {
+    // The word scan stops before a partial last word; the few bytes after it go singly.
+    let index = skipAscii(data, start, end);
+    while (index < end && data[index] < 0x80) index++;
+    if (index === end) return TEXT_ASCII;
+  }
+  return isValidUtf8(data, start, end) ? TEXT_UTF8 : TEXT_INVALID;
+}
+
 /**
  * `data[index]` is ASCII; returns the index of the first byte after it not yet known to be
  * ASCII, checking 4 bytes per step over the aligned middle.

@@ -25,6 +25,7 @@ const TEXT_AT = 14;
 interface Utf8Buffer extends Buffer {
   utf8Write(text: string, offset: number, length: number): number;
   utf8Slice(start: number, end: number): string;
+  latin1Slice(start: number, end: number): string;
 }
 /** Queued bytes the kernel has not taken, above which a send reports backpressure. */
 export const BACKPRESSURE_HIGH_WATER = 64 * 1024;
@@ -225,14 +226,17 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
 
   // ------------------------------------------------------------ FrameSink
 
-  onMessage(opcode: number, data: Uint8Array, start: number, end: number): void {
+  onMessage(opcode: number, data: Uint8Array, start: number, end: number, compressed: boolean,
+    ascii: boolean): void {
     if (this.readyState !== ReadyState.OPEN) return; // data after our close frame: ignored
     const core = this.core;
     core.counters.messagesIn++;
     if (opcode === OPCODE_TEXT) {
-      // Pool receive buffers are Buffers: decode in place; assembled messages are plain arrays.
-      const text = data instanceof Buffer ? (data as Utf8Buffer).utf8Slice(start, end)
-        : textDecoder.decode(data.subarray(start, end));
+      // Pool buffers are Buffers: decode in place (ASCII as latin1: measured 5% more 16 B
+      // echoes than utf8Slice). Other arrays (the fake transport's) go through TextDecoder.
+      const text = !(data instanceof Buffer) ? textDecoder.decode(data.subarray(start, end))
+        : ascii ? (data as Utf8Buffer).latin1Slice(start, end)
+        : (data as Utf8Buffer).utf8Slice(start, end);
       core.invokeMessage(this, text);
       return;
     }

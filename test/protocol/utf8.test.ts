@@ -1,8 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
+  classifyText,
   isCompleteUtf8,
   isValidUtf8,
+  TEXT_ASCII,
+  TEXT_INVALID,
+  TEXT_UTF8,
   UTF8_ACCEPT,
   UTF8_INVALID,
   validateUtf8,
@@ -205,6 +209,40 @@ describe("agreement with TextDecoder (fatal)", () => {
           }
         },
       ),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe("classifyText", () => {
+  const ascii = (length: number) => Uint8Array.from({ length }, (_, i) => 32 + (i % 90));
+
+  test("short and medium ASCII is reported as ASCII, at any offset", () => {
+    for (const length of [0, 1, 16, 31, 32, 100, 255]) {
+      const bytes = new Uint8Array(length + 7);
+      bytes.set(ascii(length), 3);
+      expect(classifyText(bytes, 3, 3 + length)).toBe(TEXT_ASCII);
+    }
+  });
+
+  test("non-ASCII text is UTF-8, broken text is invalid, long ASCII is only said valid", () => {
+    const encoder = new TextEncoder();
+    expect(classifyText(encoder.encode("héllo"), 0, 6)).toBe(TEXT_UTF8);
+    expect(classifyText(encoder.encode("a".repeat(100) + "é"), 0, 102)).toBe(TEXT_UTF8);
+    expect(classifyText(Uint8Array.of(0x61, 0xc3), 0, 2)).toBe(TEXT_INVALID);
+    expect(classifyText(Uint8Array.of(0xed, 0xa0, 0x80), 0, 3)).toBe(TEXT_INVALID);
+    expect(classifyText(ascii(4096), 0, 4096)).toBe(TEXT_UTF8); // a hint, not a promise
+  });
+
+  test("agrees with isValidUtf8, and ASCII is only said of 7-bit bytes", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.boolean(), (raw, sevenBit) => {
+        const bytes = sevenBit ? raw.map((b) => b & 0x7f) : raw;
+        const kind = classifyText(bytes, 0, bytes.length);
+        expect(kind !== TEXT_INVALID).toBe(isValidUtf8(bytes, 0, bytes.length));
+        if (kind === TEXT_ASCII) expect(bytes.every((b) => b < 0x80)).toBe(true);
+        if (sevenBit && bytes.length < 256) expect(kind).toBe(TEXT_ASCII);
+      }),
       { numRuns: 1000 },
     );
   });
