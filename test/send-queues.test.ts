@@ -153,4 +153,54 @@ describe("SendQueues", () => {
     expect(small.prepare(1)).toBe(1);
     expect(small.complete(1, 10)).toBe(true);
   });
+
+  test("a loan goes out without a copy, after its header, and is given back once sent", () => {
+    const { source, area, queues } = setup();
+    const given: number[] = [];
+    const lender = { giveBack: (token: number) => void given.push(token) };
+    const header = Uint8Array.of(0x82, 0x7e, 0x01, 0x00);
+    expect(queues.appendLoan(1, header, 0, 4, 0x90_0000, 256, lender, 7)).toBe(260);
+    expect(queues.queuedBytes(1)).toBe(260);
+    expect(queues.loansOut).toBe(1);
+    expect(queues.prepare(1)).toBe(2); // header chunk + loan: SENDMSG
+    const words = new Uint32Array(area.buffer, 1 * MESSAGE_AREA_SIZE, MESSAGE_AREA_SIZE / 4);
+    expect(words[6]).toBe(2);
+    expect(source.bytesAt(words[16], words[18])).toEqual(header);
+    expect(words[20]).toBe(0x90_0000); // the loan's own address
+    expect(words[22]).toBe(256);
+    expect(queues.complete(1, 100)).toBe(false); // partly sent: the loan stays
+    expect(given).toEqual([]);
+    expect(queues.prepare(1)).toBe(1); // the rest of the loan alone: a plain SEND from it
+    expect(queues.sendAddress).toBe(0x90_0000 + 96);
+    expect(queues.sendLength).toBe(160);
+    expect(queues.complete(1, 160)).toBe(true);
+    expect(given).toEqual([7]);
+    expect(queues.loansOut).toBe(0);
+    expect(source.available).toBe(8);
+  });
+
+  test("bytes after a loan go to a new chunk; clearing gives every loan back", () => {
+    const { source, queues } = setup();
+    const given: number[] = [];
+    const lender = { giveBack: (token: number) => void given.push(token) };
+    queues.appendLoan(0, bytes(2), 0, 2, 0x90_0000, 1000, lender, 1);
+    expect(queues.append(0, bytes(5), 0, 5)).toBe(5);
+    queues.appendLoan(0, bytes(2), 0, 2, 0x91_0000, 10, lender, 2);
+    expect(queues.queuedBytes(0)).toBe(2 + 1000 + 5 + 2 + 10);
+    expect(source.available).toBe(6); // one chunk before the first loan, one after it
+    queues.clear(0);
+    expect(given).toEqual([1, 2]);
+    expect(source.available).toBe(8);
+    expect(queues.loansOut).toBe(0);
+  });
+
+  test("no loan entry left, or no chunk for the header: -ENOBUFS, nothing queued or kept", () => {
+    const source = new ArrayChunks(1);
+    const area = new Uint8Array(4 * MESSAGE_AREA_SIZE);
+    const queues = new SendQueues(4, source, CHUNK, 1, { address: 0x20_0000, segment: () => area }, 1);
+    const lender = { giveBack: () => { throw new Error("nothing was lent"); } };
+    expect(queues.appendLoan(0, bytes(2), 0, 2, 0x90_0000, 100, lender, 1)).toBe(102);
+    expect(queues.appendLoan(1, bytes(2), 0, 2, 0x90_0000, 100, lender, 2)).toBe(-ENOBUFS);
+    expect(queues.queuedBytes(1)).toBe(0);
+  });
 });

@@ -74,6 +74,8 @@ export interface TransportStats {
   readonly recvBufferStalls: number;
   /** Completion-queue overflows the kernel reported and we flushed. */
   readonly cqOverflows: number;
+  /** Loans (`sendLoaned`) queued and not yet given back. */
+  readonly loansOut: number;
   readonly recvBuffers: PoolStats;
   readonly sendBuffers: PoolStats;
   readonly regionKind: RegionKind;
@@ -108,6 +110,18 @@ export interface Transport {
    */
   sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
     second: Uint8Array, secondStart: number, secondEnd: number): number;
+  /**
+   * Queue `header[headerStart, headerEnd)` (copied) then `payload[payloadStart, payloadEnd)`
+   * WITHOUT copying it: the payload is native memory at `payloadAddress` that the transport
+   * reads until it calls `lender.giveBack(token)`, once, when the bytes were sent or dropped
+   * (a transport that copies anyway may call it before returning). The lender keeps the
+   * memory mapped and unchanged until then. All or nothing: returns the total queued, or
+   * -errno as `send` does, and then nothing was kept and giveBack is not called; -ENOBUFS
+   * also when the transport has no room for another loan (copy with sendPair instead).
+   */
+  sendLoaned(conn: number, header: Uint8Array, headerStart: number, headerEnd: number,
+    payload: Uint8Array, payloadStart: number, payloadEnd: number, payloadAddress: number,
+    lender: Lender, token: number): number;
   /** Bytes queued and not yet handed to the kernel. */
   bufferedAmount(conn: number): number;
   /** Stop delivering `onData` (inbound flow control) until `resume`. */
@@ -125,6 +139,12 @@ export interface Transport {
    * all memory synchronously, with no callbacks, so nothing outlives the thread.
    */
   closeNow(): void;
+}
+
+/** Owner of memory lent to a transport by `sendLoaned`. */
+export interface Lender {
+  /** The transport is done with loan `token`: it reads that memory no more. */
+  giveBack(token: number): void;
 }
 
 /** Sizing of a transport, fixed at creation; nothing grows past these. */

@@ -138,6 +138,11 @@ export interface ServerStats {
   readonly messagesOut: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /**
+   * Sends of a received message's own bytes (echo, broadcast; 16 KiB or more) queued
+   * without a copy: the transport read them from the message buffer.
+   */
+  readonly messagesLent: number;
   /** Sends dropped at the backpressure limit. */
   readonly dropped: number;
   /** Connections closed for a protocol error (1002/1007/1009). */

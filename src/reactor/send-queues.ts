@@ -4,9 +4,14 @@
  * ids linked through one shared Int32Array, so queuing allocates nothing; an idle
  * connection holds no chunk. At most one send per connection is in flight: the bytes
  * [headOffset, headOffset + inFlight) of the chain. New bytes may be appended meanwhile.
+ *
+ * A chain may also hold loans: ranges of someone else's native memory queued without a copy
+ * (a received message echoed or broadcast, see `appendLoan`). Entry ids below chunkCount are
+ * pool chunks, the rest loans; a loan is handed back to its lender when sent or dropped.
  */
 import { ENOBUFS } from "../api/errno.ts";
 import { assert } from "../api/errors.ts";
+import type { Lender } from "../api/transport.ts";
 import { IOVEC_SIZE, MSGHDR_IOV, MSGHDR_IOVLEN } from "../ffi/io-uring-abi.ts";
 import { grown } from "../pool/grown-array.ts";
 
@@ -57,24 +62,40 @@ export class SendQueues {
   private headOffset: Int32Array;
   private inFlight: Int32Array;
   private queued: Float64Array;
+  private readonly chunkCount: number;
+  /** Per entry (chunk or loan): the next entry of its chain, and its bytes. */
   private readonly chunkNext: Int32Array;
   private readonly chunkLength: Int32Array;
+  // Loans, indexed by entry id - chunkCount.
+  private readonly loanAddress: Float64Array;
+  private readonly loanToken: Int32Array;
+  private readonly loanLender: (Lender | undefined)[];
+  private readonly freeLoans: Int32Array;
+  private freeLoanCount: number;
   private readonly messageAreas: MessageAreas;
   /** Word views of the message area segments, made on first SENDMSG in each. */
   private readonly messageWords: (Uint32Array | undefined)[] = [];
   private readonly messageAddress: number;
 
+  /** @param loanCount loans queued at once, over all connections (beyond, callers copy). */
   constructor(maxConnections: number, chunks: ChunkSource, chunkSize: number,
-    chunkCount: number, messageAreas: MessageAreas) {
+    chunkCount: number, messageAreas: MessageAreas, loanCount = 1024) {
     this.chunks = chunks;
+    this.chunkCount = chunkCount;
     this.chunkSize = chunkSize;
     this.head = new Int32Array(maxConnections).fill(-1);
     this.tail = new Int32Array(maxConnections).fill(-1);
     this.headOffset = new Int32Array(maxConnections);
     this.inFlight = new Int32Array(maxConnections);
     this.queued = new Float64Array(maxConnections);
-    this.chunkNext = new Int32Array(chunkCount).fill(-1);
-    this.chunkLength = new Int32Array(chunkCount);
+    this.chunkNext = new Int32Array(chunkCount + loanCount).fill(-1);
+    this.chunkLength = new Int32Array(chunkCount + loanCount);
+    this.loanAddress = new Float64Array(loanCount);
+    this.loanToken = new Int32Array(loanCount);
+    this.loanLender = new Array<Lender | undefined>(loanCount).fill(undefined);
+    this.freeLoans = new Int32Array(loanCount);
+    for (let i = 0; i < loanCount; i++) this.freeLoans[i] = loanCount - 1 - i;
+    this.freeLoanCount = loanCount;
     this.messageAreas = messageAreas;
     this.messageAddress = messageAreas.address;
   }
@@ -131,9 +152,37 @@ export class SendQueues {
     return length;
   }
 
+  /**
+   * `header[headerStart, headerEnd)` copied, then `length` bytes at native `address` queued
+   * without a copy; `lender.giveBack(token)` is called once they are sent or dropped. All or
+   * nothing: bytes queued, or -ENOBUFS (no chunk for the header, or no loan entry left: the
+   * caller copies instead) with nothing queued and nothing to give back.
+   */
+  appendLoan(conn: number, header: Uint8Array, headerStart: number, headerEnd: number,
+    address: number, length: number, lender: Lender, token: number): number {
+    assert(length > 0, "a loan of no bytes");
+    if (this.freeLoanCount === 0 || !this.hasRoom(conn, headerEnd - headerStart)) return -ENOBUFS;
+    this.copyIn(conn, header, headerStart, headerEnd);
+    const loan = this.freeLoans[--this.freeLoanCount];
+    this.loanAddress[loan] = address;
+    this.loanToken[loan] = token;
+    this.loanLender[loan] = lender;
+    const id = this.chunkCount + loan;
+    this.chunkLength[id] = length;
+    this.link(conn, id);
+    this.queued[conn] += length;
+    return headerEnd - headerStart + length;
+  }
+
+  /** Loans queued now, over all connections. */
+  get loansOut(): number {
+    return this.loanLender.length - this.freeLoanCount;
+  }
+
   private hasRoom(conn: number, length: number): boolean {
     const tail = this.tail[conn];
-    const room = tail === -1 ? 0 : this.chunkSize - this.chunkLength[tail];
+    // Nothing is appended into a loan: after one, bytes go to a new chunk.
+    const room = tail === -1 || tail >= this.chunkCount ? 0 : this.chunkSize - this.chunkLength[tail];
     if (length <= room) return true;
     return Math.ceil((length - room) / this.chunkSize) <= this.chunks.available;
   }
@@ -142,7 +191,9 @@ export class SendQueues {
     let tail = this.tail[conn];
     let position = start;
     while (position < end) {
-      if (tail === -1 || this.chunkLength[tail] === this.chunkSize) tail = this.addChunk(conn);
+      if (tail === -1 || tail >= this.chunkCount || this.chunkLength[tail] === this.chunkSize) {
+        tail = this.addChunk(conn);
+      }
       const used = this.chunkLength[tail];
       const take = Math.min(end - position, this.chunkSize - used);
       const target = this.chunks.slotView(tail);
@@ -161,8 +212,14 @@ export class SendQueues {
   private addChunk(conn: number): number {
     const id = this.chunks.acquire();
     assert(id >= 0, "chunk pool empty after capacity check");
-    this.chunkNext[id] = -1;
     this.chunkLength[id] = 0;
+    this.link(conn, id);
+    return id;
+  }
+
+  /** Appends entry `id` to the chain of `conn`. */
+  private link(conn: number, id: number): void {
+    this.chunkNext[id] = -1;
     const tail = this.tail[conn];
     if (tail === -1) {
       this.head[conn] = id;
@@ -171,7 +228,6 @@ export class SendQueues {
       this.chunkNext[tail] = id;
     }
     this.tail[conn] = id;
-    return id;
   }
 
   /**
@@ -184,7 +240,7 @@ export class SendQueues {
     const head = this.head[conn];
     const offset = this.headOffset[conn];
     if (this.chunkNext[head] === -1) {
-      this.sendAddress = this.chunks.slotAddress(head) + offset;
+      this.sendAddress = this.entryAddress(head) + offset;
       this.sendLength = this.chunkLength[head] - offset;
       this.inFlight[conn] = this.sendLength;
       return 1;
@@ -197,7 +253,7 @@ export class SendQueues {
     let count = 0;
     for (let id = head; id !== -1 && count < IOVECS_PER_SEND; id = this.chunkNext[id]) {
       const skip = id === head ? offset : 0;
-      const address = this.chunks.slotAddress(id) + skip;
+      const address = this.entryAddress(id) + skip;
       const length = this.chunkLength[id] - skip;
       const iov = base + 16 + count * 4; // iovecs start at byte 64 of the area
       words[iov] = address >>> 0;
@@ -253,7 +309,24 @@ export class SendQueues {
     this.head[conn] = this.chunkNext[head];
     this.headOffset[conn] = 0;
     if (this.head[conn] === -1) this.tail[conn] = -1;
-    this.chunks.release(head);
+    this.releaseEntry(head);
+  }
+
+  private entryAddress(id: number): number {
+    return id < this.chunkCount ? this.chunks.slotAddress(id) : this.loanAddress[id - this.chunkCount];
+  }
+
+  /** A chunk goes back to the pool, a loan to its lender. */
+  private releaseEntry(id: number): void {
+    if (id < this.chunkCount) {
+      this.chunks.release(id);
+      return;
+    }
+    const loan = id - this.chunkCount;
+    const lender = this.loanLender[loan]!;
+    this.loanLender[loan] = undefined;
+    this.freeLoans[this.freeLoanCount++] = loan;
+    lender.giveBack(this.loanToken[loan]);
   }
 
   /** Release every chunk of `conn` (connection gone, or queue fully sent). */
@@ -261,7 +334,7 @@ export class SendQueues {
     let id = this.head[conn];
     while (id !== -1) {
       const next = this.chunkNext[id];
-      this.chunks.release(id);
+      this.releaseEntry(id);
       id = next;
     }
     this.head[conn] = -1;

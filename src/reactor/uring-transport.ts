@@ -14,8 +14,8 @@ import {
 import { assert, UsageError } from "../api/errors.ts";
 import type { RegionKind } from "../api/pool.ts";
 import {
-  CloseMode, type ListenOptions, type Transport, type TransportHandler, type TransportOptions,
-  type TransportStats,
+  CloseMode, type Lender, type ListenOptions, type Transport, type TransportHandler,
+  type TransportOptions, type TransportStats,
 } from "../api/transport.ts";
 import * as abi from "../ffi/io-uring-abi.ts";
 import { libc, SOCK_CLOEXEC } from "../ffi/libc.ts";
@@ -294,6 +294,18 @@ export class UringTransport implements Transport {
     if (state !== OPEN && state !== CONNECTING) return -EPIPE;
     const queued = this.queues.appendPair(conn, first, firstStart, firstEnd,
       second, secondStart, secondEnd);
+    if (queued > 0) this.markDirty(conn);
+    return queued;
+  }
+
+  sendLoaned(conn: number, header: Uint8Array, headerStart: number, headerEnd: number,
+    payload: Uint8Array, payloadStart: number, payloadEnd: number, payloadAddress: number,
+    lender: Lender, token: number): number {
+    const state = this.states[conn];
+    if (state !== OPEN && state !== CONNECTING) return -EPIPE;
+    assert(payloadEnd > payloadStart && payloadEnd <= payload.length, "loan range inside the payload");
+    const queued = this.queues.appendLoan(conn, header, headerStart, headerEnd, payloadAddress,
+      payloadEnd - payloadStart, lender, token);
     if (queued > 0) this.markDirty(conn);
     return queued;
   }
@@ -837,6 +849,7 @@ export class UringTransport implements Transport {
       recvBufferStalls: this.recvBufferStalls,
       cqOverflows: this.cqOverflows,
       recvBuffers: recvStats,
+      loansOut: this.queues.loansOut,
       sendBuffers: this.sendPool.destroyed ? { ...recvStats, inUse: 0 } : this.sendPool.stats(),
       regionKind: recvRegionKind,
       node: this.recvRegion.node,

@@ -184,6 +184,7 @@ export function sumStats(reports: ServerStats[]): ServerStats {
     parks: sum(transports, (t) => t.parks),
     recvBufferStalls: sum(transports, (t) => t.recvBufferStalls),
     cqOverflows: sum(transports, (t) => t.cqOverflows),
+    loansOut: sum(transports, (t) => t.loansOut),
   };
   return {
     backend: transport.backend,
@@ -191,6 +192,7 @@ export function sumStats(reports: ServerStats[]): ServerStats {
     pendingHandshakes: sum(reports, (s) => s.pendingHandshakes),
     messagesIn: sum(reports, (s) => s.messagesIn),
     messagesOut: sum(reports, (s) => s.messagesOut),
+    messagesLent: sum(reports, (s) => s.messagesLent),
     bytesIn: sum(reports, (s) => s.bytesIn),
     bytesOut: sum(reports, (s) => s.bytesOut),
     dropped: sum(reports, (s) => s.dropped),
@@ -207,6 +209,6 @@ const NO_POOL = {
 /** Before any worker has reported. */
 const NO_TRANSPORT: TransportStats = {
   backend: "io_uring", connections: 0, accepted: 0, connected: 0, closed: 0, bytesIn: 0,
-  bytesOut: 0, turns: 0, parks: 0, recvBufferStalls: 0, cqOverflows: 0, recvBuffers: NO_POOL,
+  bytesOut: 0, turns: 0, parks: 0, recvBufferStalls: 0, cqOverflows: 0, loansOut: 0, recvBuffers: NO_POOL,
   sendBuffers: NO_POOL, regionKind: "plain", node: -1,
 };

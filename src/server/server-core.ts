@@ -33,11 +33,11 @@ export class ServerCore<T> implements TransportHandler {
   /** A Buffer, so text can be encoded in place with utf8Write (no subarray per send). */
   readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   readonly counters = {
-    messagesIn: 0, messagesOut: 0, dropped: 0, protocolErrors: 0, idleTimeouts: 0,
+    messagesIn: 0, messagesOut: 0, messagesLent: 0, dropped: 0, protocolErrors: 0, idleTimeouts: 0,
     connections: 0, handshakes: 0,
   };
   readonly handlers: WebSocketHandler<T>;
-  private readonly messageBuffers = new MessageBufferPool();
+  readonly messageBuffers = new MessageBufferPool();
   /** One options object for every connection's frame parser. */
   private readonly frameParserOptions: FrameParserOptions;
   private readonly requestParsers: HttpRequestParser[] = [];
@@ -312,12 +312,14 @@ export class ServerCore<T> implements TransportHandler {
     }
     this.stopTicking();
     await this.transport.dispose();
+    this.messageBuffers.dispose(); // after the transport: it may have read loans until now
   }
 
   /** The thread is exiting: free everything now (see Transport.closeNow). */
   abandon(): void {
     this.stopTicking();
     this.transport.closeNow();
+    this.messageBuffers.dispose();
   }
 
   private abortAll(): void {
@@ -340,6 +342,7 @@ export class ServerCore<T> implements TransportHandler {
       pendingHandshakes: this.counters.handshakes,
       messagesIn: this.counters.messagesIn,
       messagesOut: this.counters.messagesOut,
+      messagesLent: this.counters.messagesLent,
       bytesIn: transport.bytesIn,
       bytesOut: transport.bytesOut,
       dropped: this.counters.dropped,

@@ -6,6 +6,7 @@
  */
 import { ReadyState, SEND_BACKPRESSURE, SEND_DROPPED, type ServerWebSocket } from "../api/websocket.ts";
 import { UsageError } from "../api/errors.ts";
+import { ENOBUFS } from "../api/errno.ts";
 import { CloseMode } from "../api/transport.ts";
 import {
   CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, OPCODE_BINARY,
@@ -16,6 +17,7 @@ import type { FrameParser, FrameSink } from "../protocol/frame-parser.ts";
 import {
   frameHeaderSize, writeCloseFrame, writeControlFrame, writeFrameHeader,
 } from "../protocol/frame-writer.ts";
+import { LENDABLE_BYTES } from "./message-buffers.ts";
 import type { ServerCore } from "./server-core.ts";
 
 /** Where text is encoded in the scratch buffer: room for the longest header in front. */
@@ -38,6 +40,18 @@ interface CloseRecord {
 const NOT_CLOSED: CloseRecord = { code: CLOSE_ABNORMAL, reason: "" };
 /** remoteAddress once computed: here rather than in a field that every socket carries. */
 const remoteAddresses = new WeakMap<object, string>();
+
+/**
+ * The text message being handled, while its handler runs, when it is long enough to lend:
+ * sending that same string (echo, broadcast) queues its received bytes, already UTF-8,
+ * instead of encoding it again, and without a copy when they lie in a lendable buffer.
+ */
+let receivedText: string | undefined;
+let receivedBytes: Uint8Array = new Uint8Array(0); // EMPTY when none
+let receivedStart = 0;
+let receivedEnd = 0;
+/** sendLoaned's "no loan was made: copy instead". */
+const NOT_LOANED = -(2 ** 31);
 
 const textDecoder = new TextDecoder("utf-8");
 const textEncoder = new TextEncoder();
@@ -94,6 +108,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   }
 
   sendText(data: string): number {
+    if (data === receivedText) return this.sendFrame(OPCODE_TEXT, receivedBytes, receivedStart, receivedEnd);
     const scratch = this.core.scratch;
     // UTF-8 takes at most 3 bytes per UTF-16 unit: encode in place behind the header room.
     if (data.length * 3 <= scratch.length - TEXT_AT) {
@@ -157,7 +172,11 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       queued = transport.send(this.conn, scratch, headerAt, end);
     } else {
       const headerSize = writeFrameHeader(scratch, 0, opcode, true, false, length);
-      queued = transport.sendPair(this.conn, scratch, 0, headerSize, payload, start, end);
+      queued = length >= LENDABLE_BYTES && !core.options.poisonMessageViews
+        ? this.sendLoaned(headerSize, payload, start, end) : NOT_LOANED;
+      if (queued === NOT_LOANED) {
+        queued = transport.sendPair(this.conn, scratch, 0, headerSize, payload, start, end);
+      }
     }
     if (queued < 0) {
       core.counters.dropped++;
@@ -169,6 +188,26 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       return SEND_BACKPRESSURE;
     }
     return length === 0 ? 1 : length;
+  }
+
+  /**
+   * Header (in scratch) plus a payload lent from a received message's buffer, not copied:
+   * bytes queued, -errno, or NOT_LOANED when the payload is not lendable or the transport
+   * has no loan to spare.
+   */
+  private sendLoaned(headerSize: number, payload: Uint8Array, start: number, end: number): number {
+    const core = this.core;
+    const lender = core.messageBuffers;
+    const token = lender.lend(payload);
+    if (token < 0) return NOT_LOANED;
+    const queued = core.transport.sendLoaned(this.conn, core.scratch, 0, headerSize, payload, start,
+      end, lender.addressOf(token, payload) + start, lender, token);
+    if (queued > 0) {
+      core.counters.messagesLent++;
+      return queued;
+    }
+    lender.giveBack(token);
+    return queued === -ENOBUFS ? NOT_LOANED : queued;
   }
 
   private sendControl(opcode: number, data?: string | ArrayBufferView | ArrayBuffer): number {
@@ -237,7 +276,20 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       const text = !(data instanceof Buffer) ? textDecoder.decode(data.subarray(start, end))
         : ascii ? (data as Utf8Buffer).latin1Slice(start, end)
         : (data as Utf8Buffer).utf8Slice(start, end);
-      core.invokeMessage(this, text);
+      if (end - start < LENDABLE_BYTES) {
+        core.invokeMessage(this, text);
+        return;
+      }
+      receivedText = text;
+      receivedBytes = data;
+      receivedStart = start;
+      receivedEnd = end;
+      try {
+        core.invokeMessage(this, text);
+      } finally {
+        receivedText = undefined;
+        receivedBytes = EMPTY;
+      }
       return;
     }
     const view = data.subarray(start, end);

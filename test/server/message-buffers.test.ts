@@ -214,3 +214,60 @@ describe("MessageBufferPool refuses buffers it did not hand out", () => {
     expect(second).not.toBe(buffer);
   });
 });
+
+describe("MessageBufferPool lends its large buffers", () => {
+  test("from 16 KiB up buffers are native and lendable while the parser holds them", () => {
+    const pool = new MessageBufferPool();
+    try {
+      const small = pool.acquire(8 * KiB)!;
+      expect(pool.lend(small)).toBe(-1); // heap memory: copied, never lent
+      const big = pool.acquire(20 * KiB)!;
+      expect(big.length).toBe(32 * KiB);
+      const token = pool.lend(big.subarray(100, 5000));
+      expect(token).toBeGreaterThanOrEqual(0);
+      expect(pool.addressOf(token, big.subarray(100))).toBe(pool.addressOf(token, big) + 100);
+      pool.release(big);
+      expect(pool.lend(big)).toBe(-1); // released: nothing more may be lent from it
+      pool.giveBack(token);
+      expect(pool.acquire(20 * KiB)).toBe(big); // back in the cache only now
+      expect(pool.lend(new Uint8Array(64 * KiB))).toBe(-1);
+    } finally {
+      pool.dispose();
+    }
+  });
+
+  test("a buffer out on loan is not handed to the next message; every loan must come back", () => {
+    const pool = new MessageBufferPool();
+    try {
+      const big = pool.acquire(64 * KiB)!;
+      const loans = [pool.lend(big), pool.lend(big), pool.lend(big)];
+      pool.release(big);
+      pool.giveBack(loans[0]);
+      pool.giveBack(loans[1]);
+      const other = pool.acquire(64 * KiB)!;
+      expect(other).not.toBe(big);
+      expect(pool.cached).toBe(0);
+      pool.giveBack(loans[2]);
+      expect(pool.cached).toBe(64 * KiB);
+      pool.giveBack(loans[2]); // an extra give-back changes nothing
+      expect(pool.cached).toBe(64 * KiB);
+    } finally {
+      pool.dispose();
+    }
+  });
+
+  test("dispose unmaps what no parser holds; a held buffer is unmapped when released", () => {
+    const pool = new MessageBufferPool();
+    const cachedOne = pool.acquire(64 * KiB)!;
+    const held = pool.acquire(64 * KiB)!;
+    pool.release(cachedOne);
+    expect(pool.nativeCount).toBe(2);
+    pool.dispose();
+    expect(pool.nativeCount).toBe(1);
+    expect(pool.cached).toBe(0);
+    held[0] = 1; // still mapped: the parser holds it
+    pool.release(held);
+    expect(pool.nativeCount).toBe(0);
+    expect(pool.cached).toBe(0);
+  });
+});

@@ -151,6 +151,85 @@ suite("server on io_uring with real clients", () => {
     }
   });
 
+  test("received messages of 16 KiB and more are echoed and broadcast without a copy", async () => {
+    const peers = new Set<import("../../src/api/websocket.ts").ServerWebSocket>();
+    const { server, url } = startEcho({
+      websocket: {
+        open: (ws) => void peers.add(ws),
+        message: (_, message) => { for (const peer of peers) peer.send(message); },
+      },
+    });
+    const clients = [0, 1, 2].map(() => new WebSocketClient(url));
+    try {
+      const received = clients.map(() => [] as (string | Uint8Array)[]);
+      clients.forEach((ws, i) => ws.on("message", (data, isBinary) => {
+        const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
+        received[i].push(isBinary ? new Uint8Array(bytes) : bytes.toString("utf8"));
+      }));
+      await withTimeout(Promise.all(clients.map((ws) => new Promise((resolve, reject) => {
+        ws.once("open", resolve);
+        ws.once("error", reject);
+      }))), 5000, "three clients open");
+      await waitFor(() => peers.size === 3, 2000, "three peers");
+      const text = "abc€".repeat(25_000); // 100,000 chars, 150,000 bytes of UTF-8
+      const binary = patternBytes(64 * 1024, 3);
+      clients[0].send(text);
+      clients[0].send(binary);
+      await waitFor(() => received.every((r) => r.length === 2), 10_000, "broadcasts arrive");
+      for (const r of received) {
+        expect(r[0]).toBe(text);
+        expect(r[1]).toEqual(binary);
+      }
+      expect(server.stats().messagesLent).toBe(6);
+      await waitFor(() => server.stats().transport.loansOut === 0, 2000, "every loan given back");
+    } finally {
+      for (const ws of clients) ws.terminate();
+    }
+  });
+
+  test("a large text sent again after the handler returned is encoded, not lent", async () => {
+    const { server, url } = startEcho({
+      websocket: {
+        message: async (ws, message) => {
+          await Bun.sleep(5);
+          ws.send(message);
+        },
+      },
+    });
+    const ws = new WebSocketClient(url);
+    try {
+      const echoed = new Promise<string>((resolve, reject) => {
+        ws.once("message", (data) => resolve(String(data)));
+        ws.once("error", reject);
+      });
+      await withTimeout(new Promise((resolve) => ws.once("open", resolve)), 5000, "open");
+      const text = "é".repeat(40_000);
+      ws.send(text);
+      expect(await withTimeout(echoed, 5000, "echo")).toBe(text);
+      expect(server.stats().messagesLent).toBe(0);
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  test("with poisonMessageViews nothing is lent (the view is overwritten after the handler)", async () => {
+    const { server, url } = startEcho({ poisonMessageViews: true });
+    const ws = new WebSocketClient(url);
+    try {
+      const echoed = new Promise<Uint8Array>((resolve, reject) => {
+        ws.once("message", (data) => resolve(new Uint8Array(data as Buffer)));
+        ws.once("error", reject);
+      });
+      await withTimeout(new Promise((resolve) => ws.once("open", resolve)), 5000, "open");
+      const payload = patternBytes(100_000, 5);
+      ws.send(payload);
+      expect(await withTimeout(echoed, 5000, "echo")).toEqual(payload);
+      expect(server.stats().messagesLent).toBe(0);
+    } finally {
+      ws.terminate();
+    }
+  });
+
   test("a client that never reads: the server's queue stays within backpressureLimit", async () => {
     const limit = 1024 * 1024;
     const results: number[] = [];
