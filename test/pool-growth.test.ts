@@ -4,6 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { fullGC, heapStats } from "bun:jsc";
+import { existsSync, readFileSync } from "node:fs";
 import { UsageError } from "../src/api/errors.ts";
 import { BytePool } from "../src/pool/byte-pool.ts";
 import { grown, nextCapacity } from "../src/pool/grown-array.ts";
@@ -74,6 +75,21 @@ describe("MemoryRegion.viewRange", () => {
       const grew = heapStats().extraMemorySize - before;
       expect(part.byteLength).toBe(MiB);
       expect(grew).toBeLessThan(8 * MiB); // a whole view would add 64 MiB
+    } finally {
+      region.free();
+    }
+  });
+});
+
+describe("MemoryRegion hugepages: \"transparent\"", () => {
+  test("never takes reserved hugepages; advised THP when the kernel has it", () => {
+    const region = MemoryRegion.allocate(4 * MiB, { hugepages: "transparent" });
+    try {
+      expect(region.kind).not.toBe("hugetlb");
+      const modeFile = "/sys/kernel/mm/transparent_hugepage/enabled";
+      const mode = existsSync(modeFile) ? readFileSync(modeFile, "utf8") : "[never]";
+      if (!mode.includes("[never]")) expect(region.kind).toBe("thp");
+      region.view[region.size - 1] = 1;
     } finally {
       region.free();
     }

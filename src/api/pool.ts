@@ -10,8 +10,12 @@ export type RegionKind = "hugetlb" | "thp" | "plain";
 export interface RegionOptions {
   /** NUMA node to place the memory on; undefined = the node of the CPU we run on; -1 = no placement. */
   node?: number;
-  /** "auto": MAP_HUGETLB, else THP, else plain. "off": plain pages only. */
-  hugepages?: "auto" | "off";
+  /**
+   * "auto": MAP_HUGETLB, else THP, else plain. "transparent": THP (advised), else plain,
+   * leaving the reserved hugepages to others: for large regions touched only in part.
+   * "off": plain pages only.
+   */
+  hugepages?: "auto" | "transparent" | "off";
 }
 
 export interface MemoryRegionInfo {

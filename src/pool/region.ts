@@ -94,8 +94,8 @@ export class MemoryRegion implements MemoryRegionInfo {
   static allocate(size: number, options: RegionAllocateOptions = {}): MemoryRegion {
     validateOptions(size, options);
     const target = targetNode(options.node);
-    let hugetlbNote = "hugepages: \"off\"";
-    if (options.hugepages !== "off") {
+    let hugetlbNote = `hugepages: "${options.hugepages}"`;
+    if (options.hugepages !== "off" && options.hugepages !== "transparent") {
       const huge = mapHugetlb(size);
       if (typeof huge !== "string") {
         const placed = placeHugetlb(huge, target, options.prefault === true);
@@ -105,7 +105,7 @@ export class MemoryRegion implements MemoryRegionInfo {
         hugetlbNote = huge;
       }
     }
-    const mapping = mapSmallPages(size, options.hugepages ?? "auto", hugetlbNote);
+    const mapping = mapSmallPages(size, options.hugepages === "off" ? "off" : "auto", hugetlbNote);
     const placement = bindToNode(mapping, target);
     if (options.prefault === true) {
       const errno = populate(mapping);
@@ -183,9 +183,10 @@ function validateOptions(size: number, options: RegionAllocateOptions): void {
     throw new UsageError(PoolErrorCode.INVALID_ARGUMENT,
       `region node must be an integer >= -1 (or undefined), got ${node}`);
   }
-  if (hugepages !== undefined && hugepages !== "auto" && hugepages !== "off") {
+  if (hugepages !== undefined && hugepages !== "auto" && hugepages !== "transparent" &&
+    hugepages !== "off") {
     throw new UsageError(PoolErrorCode.INVALID_ARGUMENT,
-      `region hugepages must be "auto" or "off", got ${String(hugepages)}`);
+      `region hugepages must be "auto", "transparent" or "off", got ${String(hugepages)}`);
   }
 }
 

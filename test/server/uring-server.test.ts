@@ -187,6 +187,37 @@ suite("server on io_uring with real clients", () => {
     }
   });
 
+  test("a broadcast larger than the whole send pool is delivered: loans, not copies", async () => {
+    const peers = new Set<import("../../src/api/websocket.ts").ServerWebSocket>();
+    // 32 chunks of 16 KiB: 512 KiB of send memory for 8 × 256 KiB = 2 MiB of broadcast.
+    const { server, url } = startEcho({
+      transport: { recvBufferCount: 64, sendChunkCount: 32 },
+      websocket: {
+        open: (ws) => void peers.add(ws),
+        message: (_, message) => { for (const peer of peers) peer.send(message); },
+      },
+    });
+    const clients = Array.from({ length: 8 }, () => new WebSocketClient(url));
+    try {
+      const received = clients.map(() => [] as Uint8Array[]);
+      clients.forEach((ws, i) => ws.on("message", (data) => void received[i].push(new Uint8Array(data as Buffer))));
+      await withTimeout(Promise.all(clients.map((ws) => new Promise((resolve, reject) => {
+        ws.once("open", resolve);
+        ws.once("error", reject);
+      }))), 5000, "eight clients open");
+      await waitFor(() => peers.size === 8, 2000, "eight peers");
+      const payload = patternBytes(256 * 1024, 11);
+      clients[3].send(payload);
+      await waitFor(() => received.every((r) => r.length === 1), 10_000, "every peer got it");
+      for (const r of received) expect(r[0]).toEqual(payload);
+      expect(server.stats().messagesLent).toBe(8);
+      expect(server.stats().dropped).toBe(0);
+      await waitFor(() => server.stats().transport.loansOut === 0, 2000, "every loan given back");
+    } finally {
+      for (const ws of clients) ws.terminate();
+    }
+  });
+
   test("a large text sent again after the handler returned is encoded, not lent", async () => {
     const { server, url } = startEcho({
       websocket: {
