@@ -1,15 +1,16 @@
 /**
- * Per-connection state lives in typed arrays indexed by connection slot. They start small
- * and grow (doubling, up to maxConnections) as slots are first used: a server sized for
- * 65,536 connections that serves 100 keeps ~100 slots' worth, which matters beyond memory:
- * JSC sizes its young generation by the heap, and a bigger young generation lets more
- * short-lived message strings pile up in cold memory between collections (see
- * segmented-views.ts; measured 7% on 4 KiB text echo).
+ * Per-connection state lives in typed arrays indexed by connection slot. They start at
+ * INITIAL_SLOTS and grow (doubling, up to maxConnections) as slots are used: a server sized
+ * for 65,536 connections does not carry 65,536 slots' worth (~7.5 MB) from the start, which
+ * matters beyond memory: JSC sizes its young generation by the heap, and a bigger young
+ * generation lets more short-lived message strings pile up in cold memory between
+ * collections (see segmented-views.ts; measured 7% on 4 KiB text echo). A regrowth leaves
+ * the old arrays to the collector, so the start is not made smaller than common servers need.
  */
 type SlotArray = Int32Array | Uint32Array | Uint8Array | Float64Array;
 
-/** First capacity of growable per-connection state (or maxConnections when smaller). */
-export const INITIAL_SLOTS = 1024;
+/** First capacity of growable per-connection state (or maxConnections when smaller): ~1 MB. */
+export const INITIAL_SLOTS = 8192;
 
 /** The next capacity after `current`, bounded by `max`. */
 export function nextCapacity(current: number, max: number): number {
