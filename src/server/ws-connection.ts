@@ -50,6 +50,11 @@ let receivedText: string | undefined;
 let receivedBytes: Uint8Array = new Uint8Array(0); // EMPTY when none
 let receivedStart = 0;
 let receivedEnd = 0;
+/**
+ * Text this long or longer is remembered while its handler runs (below, re-encoding a short
+ * string measured cheaper than tracking it: 16 B echo 3% slower, 4 KiB even).
+ */
+const RESEND_MIN = LENDABLE_BYTES;
 /** sendLoaned's "no loan was made: copy instead". */
 const NOT_LOANED = -(2 ** 31);
 
@@ -276,7 +281,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       const text = !(data instanceof Buffer) ? textDecoder.decode(data.subarray(start, end))
         : ascii ? (data as Utf8Buffer).latin1Slice(start, end)
         : (data as Utf8Buffer).utf8Slice(start, end);
-      if (end - start < LENDABLE_BYTES) {
+      if (end - start < RESEND_MIN) {
         core.invokeMessage(this, text);
         return;
       }
@@ -284,12 +289,9 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       receivedBytes = data;
       receivedStart = start;
       receivedEnd = end;
-      try {
-        core.invokeMessage(this, text);
-      } finally {
-        receivedText = undefined;
-        receivedBytes = EMPTY;
-      }
+      core.invokeMessage(this, text); // catches what the handler throws
+      receivedText = undefined;
+      receivedBytes = EMPTY;
       return;
     }
     const view = data.subarray(start, end);
