@@ -25,6 +25,7 @@ import { grown, INITIAL_SLOTS, nextCapacity } from "../pool/grown-array.ts";
 import { SegmentedViews } from "../pool/segmented-views.ts";
 import { EventfdPark } from "./eventfd-park.ts";
 import { HeldBuffers } from "./held-buffers.ts";
+import { LoopScheduler } from "./loop-scheduler.ts";
 import { MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues } from "./send-queues.ts";
 import {
   openListener, peerAddress, SOCKADDR_IN_SIZE, setResetOnClose, tcpSocket, writeSockaddrIn,
@@ -70,7 +71,6 @@ const DIRTY = 8;
 const EOF_SEEN = 16;
 
 const RECV_BUFFER_GROUP = 0;
-const BUSY_TURNS_BEFORE_YIELD = 64;
 
 export class UringTransport implements Transport {
   readonly backend = "io_uring" as const;
@@ -87,7 +87,6 @@ export class UringTransport implements Transport {
   private readonly maxConnections: number;
   /** Slots the per-connection arrays hold now (grows up to maxConnections). */
   private slotCapacity: number;
-  private readonly spinMs: number;
   private readonly zeroCopyThreshold: number;
   /** Result of a zero-copy send, kept until its notification says the pages are free. */
   private zeroCopyResults: Int32Array;
@@ -123,10 +122,7 @@ export class UringTransport implements Transport {
   private readonly listenerOpen: boolean[] = [];
 
   // Loop state.
-  private inTurn = false;
-  private loopScheduled = false;
-  private flushScheduled = false;
-  private lastActivity = 0;
+  private readonly scheduler: LoopScheduler;
   private disposed = false;
   private disposing: Promise<void> | undefined;
   private pendingError: unknown = undefined;
@@ -139,7 +135,6 @@ export class UringTransport implements Transport {
   private bytesIn = 0;
   private bytesOut = 0;
   private turns = 0;
-  private parks = 0;
   private recvBufferStalls = 0;
   private cqOverflows = 0;
   private refusedAccepts = 0;
@@ -154,7 +149,11 @@ export class UringTransport implements Transport {
     this.maxConnections = maxConnections;
     // Per-connection state starts small and doubles as slots are used (grown-array.ts).
     const initialSlots = Math.max(1, Math.min(maxConnections, options.initialConnections ?? INITIAL_SLOTS));
-    this.spinMs = (options.spinMicros ?? 50) / 1000;
+    this.scheduler = new LoopScheduler({
+      turn: () => this.turn(),
+      hasPendingSubmissions: () => this.ring.pendingSubmissions() > 0,
+      park: () => this.park.park(),
+    }, options.spinMicros ?? 50);
     this.zeroCopyThreshold = options.zeroCopyThreshold ?? Infinity;
 
     this.ring = new UringRing({ entries: options.ringEntries ?? 4096, cqEntries: options.cqEntries,
@@ -182,7 +181,7 @@ export class UringTransport implements Transport {
       this.queues = new SendQueues(initialSlots, this.sendPool,
         this.sendPool.slotSize, sendChunkCount, areas);
       this.sockaddrBase = messageBytes;
-      this.park = new EventfdPark(this.ring, this.onWake);
+      this.park = new EventfdPark(this.ring, this.scheduler.wake);
     } catch (error) {
       for (const undo of cleanup.reverse()) undo();
       throw error;
@@ -229,7 +228,7 @@ export class UringTransport implements Transport {
     this.listenerHandlers.push(handler);
     this.listenerOpen.push(true);
     this.armAccept(id);
-    this.scheduleFlush();
+    this.scheduler.scheduleFlush();
     return id;
   }
 
@@ -249,7 +248,7 @@ export class UringTransport implements Transport {
     this.sqe.setFlags(sqe, abi.IOSQE_IO_HARDLINK); // close even when nothing was cancelled
     this.sqe.prepClose(this.takeSqe(), this.listenerFds[listener], listener,
       ud.userHigh(ud.OP_LISTENER_CLOSE, 0));
-    this.scheduleFlush();
+    this.scheduler.scheduleFlush();
   }
 
   private armAccept(listener: number): void {
@@ -276,7 +275,7 @@ export class UringTransport implements Transport {
     this.sqe.prepConnect(this.takeSqe(), fd, this.metaRegion.pointer + offset, SOCKADDR_IN_SIZE,
       conn, ud.userHigh(ud.OP_CONNECT, this.generations[conn]));
     this.pendingOps[conn]++;
-    this.scheduleFlush();
+    this.scheduler.scheduleFlush();
     return conn;
   }
 
@@ -323,7 +322,7 @@ export class UringTransport implements Transport {
     this.sqe.prepCancel(this.takeSqe(), conn, ud.userHigh(ud.OP_RECV, this.generations[conn]),
       -1, 0, conn, ud.userHigh(ud.OP_CANCEL, this.generations[conn]));
     this.pendingOps[conn]++;
-    if (!this.inTurn) this.scheduleFlush();
+    this.scheduler.scheduleFlush();
   }
 
   resume(conn: number): void {
@@ -422,7 +421,7 @@ export class UringTransport implements Transport {
     }
     this.sqe.prepClose(this.takeSqe(), this.fds[conn], conn, ud.userHigh(ud.OP_CLOSE, high));
     this.pendingOps[conn]++;
-    if (!this.inTurn) this.scheduleFlush();
+    this.scheduler.scheduleFlush();
   }
 
   private finishTeardown(conn: number): void {
@@ -464,50 +463,7 @@ export class UringTransport implements Transport {
     if ((this.flags[conn] & DIRTY) !== 0) return;
     this.flags[conn] |= DIRTY;
     this.dirty[this.dirtyCount++] = conn;
-    if (!this.inTurn) this.scheduleFlush();
-  }
-
-  /** Work queued outside a turn (a send from a timer): run a turn in a microtask. */
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.disposed) return;
-    this.flushScheduled = true;
-    queueMicrotask(this.flushTask);
-  }
-
-  private readonly flushTask = (): void => {
-    this.flushScheduled = false;
-    if (this.disposed || this.inTurn) return;
-    this.turn();
-    this.continueLoop();
-  };
-
-  private readonly onWake = (): void => {
-    if (this.disposed) return;
-    this.loop();
-  };
-
-  private readonly loopTask = (): void => {
-    this.loopScheduled = false;
-    if (!this.disposed) this.loop();
-  };
-
-  /** Run turns while completions keep coming, then yield to Bun's loop or park. */
-  private loop(): void {
-    for (let i = 0; i < BUSY_TURNS_BEFORE_YIELD; i++) {
-      if (this.turn() === 0) break;
-    }
-    this.continueLoop();
-  }
-
-  private continueLoop(): void {
-    if (this.disposed || this.loopScheduled) return;
-    if (performance.now() - this.lastActivity < this.spinMs || this.ring.pendingSubmissions()) {
-      this.loopScheduled = true;
-      setImmediate(this.loopTask);
-      return;
-    }
-    this.parks++;
-    this.park.park();
+    this.scheduler.scheduleFlush();
   }
 
   /**
@@ -515,26 +471,19 @@ export class UringTransport implements Transport {
    * publish returned buffers, queue sends of connections that wrote. Returns completions seen.
    */
   private turn(): number {
-    this.inTurn = true;
-    let seen = 0;
-    try {
-      this.flushConnections();
-      const entered = this.ring.enter(0, true);
-      if (entered < 0 && entered !== -EINTR && entered !== -EAGAIN) {
-        throw new Error(`io_uring_enter failed: ${entered}`);
-      }
-      if (this.ring.cqOverflowPending()) this.cqOverflows++;
-      seen = this.reap();
-      this.flushConnections();
-      for (let i = 0; i < this.returnedCount; i++) this.buffers.add(this.returned[i]);
-      this.returnedCount = 0;
-      this.buffers.publish();
-      this.feedStarving();
-      this.turns++;
-      if (seen > 0) this.lastActivity = performance.now();
-    } finally {
-      this.inTurn = false;
+    this.flushConnections();
+    const entered = this.ring.enter(0, true);
+    if (entered < 0 && entered !== -EINTR && entered !== -EAGAIN) {
+      throw new Error(`io_uring_enter failed: ${entered}`);
     }
+    if (this.ring.cqOverflowPending()) this.cqOverflows++;
+    const seen = this.reap();
+    this.flushConnections();
+    for (let i = 0; i < this.returnedCount; i++) this.buffers.add(this.returned[i]);
+    this.returnedCount = 0;
+    this.buffers.publish();
+    this.feedStarving();
+    this.turns++;
     if (this.pendingError !== undefined) {
       const error = this.pendingError;
       this.pendingError = undefined;
@@ -623,7 +572,7 @@ export class UringTransport implements Transport {
     setTimeout(() => {
       if (this.listenerOpen[listener] && !this.disposed) {
         this.armAccept(listener);
-        this.scheduleFlush();
+        this.scheduler.scheduleFlush();
       }
     }, 50);
   }
@@ -845,7 +794,7 @@ export class UringTransport implements Transport {
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
       turns: this.turns,
-      parks: this.parks,
+      parks: this.scheduler.parks,
       recvBufferStalls: this.recvBufferStalls,
       cqOverflows: this.cqOverflows,
       recvBuffers: recvStats,
@@ -876,9 +825,10 @@ export class UringTransport implements Transport {
     // Drive the ring until every connection reported (bounded: a stuck op must not hang us).
     const deadline = performance.now() + 2000;
     while (this.connections > 0 && performance.now() < deadline) {
-      if (this.turn() === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      if (this.scheduler.runTurn() === 0) await new Promise((resolve) => setTimeout(resolve, 1));
     }
     this.disposed = true;
+    this.scheduler.stop();
     this.park.close();
     this.buffers.close();
     this.ring.close(); // closing the ring cancels anything left and closes listener sockets
@@ -891,6 +841,7 @@ export class UringTransport implements Transport {
   closeNow(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.scheduler.stop();
     for (let conn = 0; conn < this.slotCapacity; conn++) {
       if (this.states[conn] !== FREE && this.fds[conn] >= 0) libc().close(this.fds[conn]);
     }
