@@ -1,0 +1,213 @@
+/**
+ * Broadcast (fan-out) benchmark: hioload-ws vs Bun.serve relaying every message to every
+ * socket. One of --receivers connections sends; the server sends each message to all of them
+ * (the sender included). The sender keeps --window broadcasts in flight: it sends the next
+ * one when some earlier one has reached every receiver, so no queue grows without bound.
+ * Every delivered message is checked (length, per-receiver order, content). Server on CPU 0,
+ * this client on CPU 1 when there are two. Reports delivered MB/s, broadcasts/s and the
+ * server's CPU time per GB delivered (on 2 CPUs this client, which receives and checks every
+ * copy, is usually the bottleneck, so the CPU column is the one that compares servers),
+ * medians of alternated repeats:
+ *
+ *   bun bench/broadcast.ts [--receivers 50] [--size 65536] [--window 4] [--seconds 3] [--repeats 3]
+ *
+ * The hioload-ws server sends the received message itself, which (from 16 KiB) queues it
+ * once as a loan for every socket instead of a copy per socket; Bun.serve is run with a
+ * ws.send loop and with its native publish.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { TransportHandler } from "../src/api/transport.ts";
+import { OPCODE_BINARY, Role, type ProtocolError } from "../src/protocol/constants.ts";
+import { FrameParser, type FrameSink } from "../src/protocol/frame-parser.ts";
+import { writeFrame } from "../src/protocol/frame-writer.ts";
+import { UringTransport } from "../src/reactor/uring-transport.ts";
+import { pinned, repositoryRoot } from "./support/wsload.ts";
+
+const { values } = parseArgs({
+  options: {
+    receivers: { type: "string", default: "50" },
+    size: { type: "string", default: "65536" },
+    window: { type: "string", default: "4" },
+    seconds: { type: "string", default: "3" },
+    repeats: { type: "string", default: "3" },
+    client: { type: "string" }, // internal: run the client against this port
+  },
+});
+const receivers = Number(values.receivers);
+const size = Number(values.size);
+const windowSize = Number(values.window);
+const seconds = Number(values.seconds);
+
+if (values.client !== undefined) {
+  console.log(JSON.stringify(await runClient(Number(values.client))));
+  process.exit(0);
+}
+
+interface Row {
+  mbPerSec: number;
+  broadcastsPerSec: number;
+  errors: number;
+  /** Everything delivered during the client's run (warm-up and measurement). */
+  totalBytes: number;
+  /** Filled by the orchestrator: server CPU time during the client's run, per GB delivered. */
+  serverCpuMsPerGB?: number;
+}
+
+/** utime + stime of a process, in ms (from /proc; clock ticks are 100 Hz on Linux). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+interface ServerSpec { name: string; cmd: (port: number) => string[] }
+const servers: ServerSpec[] = [
+  { name: "hioload-ws", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/hioload-broadcast.ts"), String(port)] },
+  { name: "Bun.serve (send loop)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/bun-serve-broadcast.ts"), String(port), "loop"] },
+  { name: "Bun.serve (publish)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/bun-serve-broadcast.ts"), String(port), "publish"] },
+];
+
+const results = new Map<string, Row[]>();
+let port = 19_500;
+for (let repeat = 0; repeat < Number(values.repeats); repeat++) {
+  for (const spec of servers) {
+    const server = Bun.spawn(pinned(0, spec.cmd(port)), { stdout: "pipe", stderr: "inherit" });
+    const reader = server.stdout.getReader();
+    await reader.read();
+    reader.releaseLock();
+    await Bun.sleep(200);
+    const cpuBefore = cpuMs(server.pid);
+    const client = Bun.spawn(pinned(1, [process.execPath, import.meta.path, "--client", String(port),
+      "--receivers", String(receivers), "--size", String(size), "--window", String(windowSize),
+      "--seconds", String(seconds)]), { stdout: "pipe", stderr: "inherit" });
+    const text = await new Response(client.stdout).text();
+    await client.exited;
+    const serverCpu = cpuMs(server.pid) - cpuBefore;
+    server.kill("SIGTERM");
+    await server.exited;
+    const row = JSON.parse(text.trim().split("\n").pop() ?? "{}") as Row;
+    if (row.errors !== 0) throw new Error(`${spec.name}: ${row.errors} errors`);
+    row.serverCpuMsPerGB = serverCpu / (row.totalBytes / 1e9);
+    results.set(spec.name, [...(results.get(spec.name) ?? []), row]);
+    port++;
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+console.log(`Broadcast: ${receivers} receivers × ${size} B, ${windowSize} in flight, median of ` +
+  `${values.repeats} × ${seconds} s`);
+console.log("| server | delivered MB/s | broadcasts/s | server CPU ms per GB delivered |");
+console.log("|---|---:|---:|---:|");
+for (const spec of servers) {
+  const rows = results.get(spec.name)!;
+  const mb = median(rows.map((r) => r.mbPerSec));
+  const count = median(rows.map((r) => r.broadcastsPerSec));
+  const cpu = median(rows.map((r) => r.serverCpuMsPerGB!));
+  console.log(`| ${spec.name} | ${Math.round(mb).toLocaleString("en")} | ` +
+    `${Math.round(count).toLocaleString("en")} | ${Math.round(cpu).toLocaleString("en")} |`);
+}
+
+/** The client side: `receivers` connections, connection 0 sending. */
+async function runClient(serverPort: number): Promise<Row> {
+  const transport = new UringTransport({
+    maxConnections: receivers + 8, recvBufferCount: 4096, recvBufferSize: 65536,
+    sendChunkSize: 65536, sendChunkCount: 256,
+  });
+  const payload = new Uint8Array(size);
+  for (let i = 4; i < size; i++) payload[i] = (i * 13) & 0xff;
+  const frame = new Uint8Array(size + 14);
+  const request = new TextEncoder().encode(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${serverPort}\r\n` +
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  const parsers: FrameParser[] = [];
+  const handshake: string[] = [];
+  const expected = new Float64Array(receivers + 8);
+  const arrivals = new Int32Array(windowSize);
+  let opened = 0;
+  let errors = 0;
+  let nextSeq = 0;
+  let completedBroadcasts = 0;
+  let delivered = 0;
+  let totalDelivered = 0;
+  let measuring = false;
+  let stopping = false;
+  let current = -1;
+  let sender = -1;
+
+  const send = () => {
+    const view = new DataView(payload.buffer);
+    view.setUint32(0, nextSeq++);
+    const length = writeFrame(frame, 0, OPCODE_BINARY, true, false, payload, 0, size, 0x5a5a1234);
+    if (transport.send(sender, frame, 0, length) < 0) errors++;
+  };
+  const sink: FrameSink = {
+    onMessage(opcode, data, start, end) {
+      const seq = new DataView(data.buffer, data.byteOffset + start, 4).getUint32(0);
+      if (opcode !== OPCODE_BINARY || end - start !== size || seq !== expected[current]++ ||
+        Buffer.compare(Buffer.from(data.buffer, data.byteOffset + start + 4, size - 4),
+          Buffer.from(payload.buffer, 4, size - 4)) !== 0) {
+        errors++;
+      }
+      if (measuring) delivered++;
+      totalDelivered++;
+      const slot = seq % windowSize;
+      if (++arrivals[slot] === receivers) {
+        arrivals[slot] = 0;
+        if (measuring) completedBroadcasts++;
+        if (!stopping) send();
+      }
+    },
+    onPing() {},
+    onPong() {},
+    onClose() { if (!stopping) errors++; },
+    onError(error: ProtocolError) { console.error("protocol error:", error.code); errors++; },
+  };
+  const handler: TransportHandler = {
+    onOpen: (conn) => void transport.send(conn, request, 0, request.length),
+    onData(conn, data, start, end) {
+      if (parsers[conn] === undefined) {
+        handshake[conn] = (handshake[conn] ?? "") + Buffer.from(data.buffer, data.byteOffset + start, end - start).toString("latin1");
+        const split = handshake[conn].indexOf("\r\n\r\n");
+        if (split < 0) return;
+        if (!handshake[conn].startsWith("HTTP/1.1 101")) errors++;
+        parsers[conn] = new FrameParser({ role: Role.Client, maxPayloadLength: size + 1024 });
+        opened++;
+        const rest = Buffer.from(handshake[conn].slice(split + 4), "latin1");
+        if (rest.length > 0) {
+          current = conn;
+          parsers[conn].consume(rest, 0, rest.length, sink);
+        }
+        return;
+      }
+      current = conn;
+      parsers[conn].consume(data, start, end, sink);
+    },
+    onDrain() {},
+    onEnd() {},
+    onClose: () => { if (!stopping) errors++; },
+  };
+
+  for (let i = 0; i < receivers; i++) {
+    const conn = transport.connect("127.0.0.1", serverPort, handler);
+    if (sender < 0) sender = conn;
+  }
+  const deadline = performance.now() + 20_000;
+  while (opened < receivers && errors === 0 && performance.now() < deadline) await Bun.sleep(5);
+  if (opened < receivers) throw new Error(`only ${opened}/${receivers} connections opened`);
+  await Bun.sleep(200); // every server has registered every socket
+  for (let i = 0; i < windowSize; i++) send();
+  await Bun.sleep(1000); // warm-up
+  measuring = true;
+  const started = performance.now();
+  await Bun.sleep(seconds * 1000);
+  measuring = false;
+  const elapsed = (performance.now() - started) / 1000;
+  stopping = true;
+  await transport.dispose();
+  return {
+    mbPerSec: (delivered * size) / elapsed / 1e6,
+    broadcastsPerSec: completedBroadcasts / elapsed,
+    errors,
+    totalBytes: totalDelivered * size,
+  };
+}
