@@ -18,11 +18,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { TransportHandler } from "../src/api/transport.ts";
-import { OPCODE_BINARY, Role, type ProtocolError } from "../src/protocol/constants.ts";
-import { FrameParser, type FrameSink } from "../src/protocol/frame-parser.ts";
+import { OPCODE_BINARY } from "../src/protocol/constants.ts";
 import { writeFrame } from "../src/protocol/frame-writer.ts";
 import { UringTransport } from "../src/reactor/uring-transport.ts";
+import { ClientConnections } from "./support/client-connections.ts";
 import { pinned, repositoryRoot } from "./support/wsload.ts";
 
 const { values } = parseArgs({
@@ -116,22 +115,14 @@ async function runClient(serverPort: number): Promise<Row> {
   const payload = new Uint8Array(size);
   for (let i = 4; i < size; i++) payload[i] = (i * 13) & 0xff;
   const frame = new Uint8Array(size + 14);
-  const request = new TextEncoder().encode(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${serverPort}\r\n` +
-    "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-  const parsers: FrameParser[] = [];
-  const handshake: string[] = [];
   const expected = new Float64Array(receivers + 8);
   const arrivals = new Int32Array(windowSize);
-  let opened = 0;
   let errors = 0;
   let nextSeq = 0;
   let completedBroadcasts = 0;
   let delivered = 0;
   let totalDelivered = 0;
   let measuring = false;
-  let stopping = false;
-  let current = -1;
   let sender = -1;
 
   const send = () => {
@@ -140,10 +131,11 @@ async function runClient(serverPort: number): Promise<Row> {
     const length = writeFrame(frame, 0, OPCODE_BINARY, true, false, payload, 0, size, 0x5a5a1234);
     if (transport.send(sender, frame, 0, length) < 0) errors++;
   };
-  const sink: FrameSink = {
-    onMessage(opcode, data, start, end) {
+  const clients = new ClientConnections(transport, "127.0.0.1", serverPort, "/", size + 1024, {
+    opened() {},
+    message(conn, opcode, data, start, end) {
       const seq = new DataView(data.buffer, data.byteOffset + start, 4).getUint32(0);
-      if (opcode !== OPCODE_BINARY || end - start !== size || seq !== expected[current]++ ||
+      if (opcode !== OPCODE_BINARY || end - start !== size || seq !== expected[conn]++ ||
         Buffer.compare(Buffer.from(data.buffer, data.byteOffset + start + 4, size - 4),
           Buffer.from(payload.buffer, 4, size - 4)) !== 0) {
         errors++;
@@ -154,46 +146,16 @@ async function runClient(serverPort: number): Promise<Row> {
       if (++arrivals[slot] === receivers) {
         arrivals[slot] = 0;
         if (measuring) completedBroadcasts++;
-        if (!stopping) send();
+        if (!clients.stopping) send();
       }
     },
-    onPing() {},
-    onPong() {},
-    onClose() { if (!stopping) errors++; },
-    onError(error: ProtocolError) { console.error("protocol error:", error.code); errors++; },
-  };
-  const handler: TransportHandler = {
-    onOpen: (conn) => void transport.send(conn, request, 0, request.length),
-    onData(conn, data, start, end) {
-      if (parsers[conn] === undefined) {
-        handshake[conn] = (handshake[conn] ?? "") + Buffer.from(data.buffer, data.byteOffset + start, end - start).toString("latin1");
-        const split = handshake[conn].indexOf("\r\n\r\n");
-        if (split < 0) return;
-        if (!handshake[conn].startsWith("HTTP/1.1 101")) errors++;
-        parsers[conn] = new FrameParser({ role: Role.Client, maxPayloadLength: size + 1024 });
-        opened++;
-        const rest = Buffer.from(handshake[conn].slice(split + 4), "latin1");
-        if (rest.length > 0) {
-          current = conn;
-          parsers[conn].consume(rest, 0, rest.length, sink);
-        }
-        return;
-      }
-      current = conn;
-      parsers[conn].consume(data, start, end, sink);
+    failed(reason) {
+      console.error(reason);
+      errors++;
     },
-    onDrain() {},
-    onEnd() {},
-    onClose: () => { if (!stopping) errors++; },
-  };
-
-  for (let i = 0; i < receivers; i++) {
-    const conn = transport.connect("127.0.0.1", serverPort, handler);
-    if (sender < 0) sender = conn;
-  }
-  const deadline = performance.now() + 20_000;
-  while (opened < receivers && errors === 0 && performance.now() < deadline) await Bun.sleep(5);
-  if (opened < receivers) throw new Error(`only ${opened}/${receivers} connections opened`);
+  });
+  sender = (await clients.connect(receivers))[0];
+  await clients.allOpen(receivers, 20_000);
   await Bun.sleep(200); // every server has registered every socket
   for (let i = 0; i < windowSize; i++) send();
   await Bun.sleep(1000); // warm-up
@@ -202,7 +164,7 @@ async function runClient(serverPort: number): Promise<Row> {
   await Bun.sleep(seconds * 1000);
   measuring = false;
   const elapsed = (performance.now() - started) / 1000;
-  stopping = true;
+  clients.stopping = true;
   await transport.dispose();
   return {
     mbPerSec: (delivered * size) / elapsed / 1e6,

@@ -9,11 +9,10 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import type { TransportHandler } from "../src/api/transport.ts";
-import { OPCODE_BINARY, OPCODE_TEXT, Role, type ProtocolError } from "../src/protocol/constants.ts";
-import { FrameParser, type FrameSink } from "../src/protocol/frame-parser.ts";
+import { OPCODE_BINARY, OPCODE_TEXT } from "../src/protocol/constants.ts";
 import { writeFrame } from "../src/protocol/frame-writer.ts";
 import { UringTransport } from "../src/reactor/uring-transport.ts";
+import { ClientConnections } from "./support/client-connections.ts";
 
 const { values } = parseArgs({
   options: {
@@ -39,18 +38,11 @@ const payload = new Uint8Array(size);
 for (let i = 0; i < size; i++) payload[i] = 0x21 + ((i * 7) % 90);
 const frame = new Uint8Array(size + 14);
 const frameLength = writeFrame(frame, 0, opcode, true, false, payload, 0, size, 0x1a2b3c4d);
-const request = new TextEncoder().encode(`GET ${url.pathname}${url.search} HTTP/1.1\r\n` +
-  `Host: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-
 const slots = conns + 8;
 const transport = new UringTransport({
   maxConnections: slots, recvBufferCount: 4096, recvBufferSize: Math.max(16384, Math.min(size + 14, 65536)),
   sendChunkSize: 65536, sendChunkCount: Math.max(256, Math.ceil((conns * inflight * (size + 14)) / 65536) * 2 + 64),
 });
-const parsers: FrameParser[] = [];
-const handshaken = new Uint8Array(slots);
-const handshakeText: string[] = new Array(slots).fill("");
 const sentAt = new Float64Array(slots * inflight);
 const sentCount = new Float64Array(slots);
 const receivedCount = new Float64Array(slots);
@@ -59,9 +51,6 @@ let latencyCount = 0;
 let measuring = false;
 let completed = 0;
 let errors = 0;
-let opened = 0;
-let stopping = false;
-let current = -1;
 
 function sendOne(conn: number) {
   sentAt[conn * inflight + (sentCount[conn]++ % inflight)] = performance.now();
@@ -77,67 +66,28 @@ function sameBytes(data: Uint8Array, start: number, end: number): boolean {
   return Buffer.compare(Buffer.from(data.buffer, data.byteOffset + start, size), payload) === 0;
 }
 
-const sink: FrameSink = {
-  onMessage(messageOpcode, data, start, end) {
-    const conn = current;
-    if (messageOpcode !== opcode || !sameBytes(data, start, end)) errors++;
-    const round = receivedCount[conn]++;
-    if (measuring) {
-      completed++;
-      if (latencyCount < latencies.length) {
-        latencies[latencyCount++] = performance.now() - sentAt[conn * inflight + (round % inflight)];
-      }
-    }
-    if (!stopping) sendOne(conn);
-  },
-  onPing() {},
-  onPong() {},
-  onClose() {
-    if (!stopping) errors++;
-  },
-  onError(error: ProtocolError) {
-    console.error("protocol error from server:", error.code);
-    errors++;
-  },
-};
-
-const handler: TransportHandler = {
-  onOpen(conn) {
-    transport.send(conn, request, 0, request.length);
-  },
-  onData(conn, data, start, end) {
-    if (handshaken[conn] === 0) {
-      handshakeText[conn] += Buffer.from(data.buffer, data.byteOffset + start, end - start).toString("latin1");
-      const split = handshakeText[conn].indexOf("\r\n\r\n");
-      if (split < 0) return;
-      if (!handshakeText[conn].startsWith("HTTP/1.1 101")) {
-        console.error("handshake refused:", handshakeText[conn].split("\r\n")[0]);
-        errors++;
-        return;
-      }
-      handshaken[conn] = 1;
-      opened++;
-      parsers[conn] = new FrameParser({ role: Role.Client, maxPayloadLength: size + 1024 });
+const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname;
+const clients = new ClientConnections(transport, host, Number(url.port || 80),
+  `${url.pathname}${url.search}`, size + 1024, {
+    opened(conn) {
       for (let i = 0; i < inflight; i++) sendOne(conn);
-      const rest = Buffer.from(handshakeText[conn].slice(split + 4), "latin1");
-      handshakeText[conn] = "";
-      if (rest.length === 0) return;
-      current = conn;
-      parsers[conn].consume(rest, 0, rest.length, sink);
-      return;
-    }
-    current = conn;
-    parsers[conn].consume(data, start, end, sink);
-  },
-  onDrain() {},
-  onEnd() {},
-  onClose(_conn, reason) {
-    if (!stopping) {
-      console.error("connection closed during the run:", reason);
+    },
+    message(conn, messageOpcode, data, start, end) {
+      if (messageOpcode !== opcode || !sameBytes(data, start, end)) errors++;
+      const round = receivedCount[conn]++;
+      if (measuring) {
+        completed++;
+        if (latencyCount < latencies.length) {
+          latencies[latencyCount++] = performance.now() - sentAt[conn * inflight + (round % inflight)];
+        }
+      }
+      if (!clients.stopping) sendOne(conn);
+    },
+    failed(reason) {
+      console.error(reason);
       errors++;
-    }
-  },
-};
+    },
+  });
 
 function rssKb(pid: string | undefined): number {
   if (!pid) return -1;
@@ -146,15 +96,8 @@ function rssKb(pid: string | undefined): number {
 }
 
 const rssBefore = rssKb(values.pid);
-const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname;
-// Open in waves so the listener's backlog is never the bottleneck.
-for (let i = 0; i < conns; i++) {
-  transport.connect(host, Number(url.port || 80), handler);
-  if (i % 256 === 255) await Bun.sleep(5);
-}
-const openDeadline = performance.now() + 30_000;
-while (opened < conns && errors === 0 && performance.now() < openDeadline) await Bun.sleep(5);
-if (opened < conns) throw new Error(`only ${opened}/${conns} connections opened (errors ${errors})`);
+await clients.connect(conns);
+await clients.allOpen(conns);
 const rssOpen = rssKb(values.pid);
 
 await Bun.sleep(Number(values.warmup) * 1000);
@@ -165,7 +108,7 @@ await Bun.sleep(Number(values.seconds) * 1000);
 measuring = false;
 const elapsed = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuBefore);
-stopping = true;
+clients.stopping = true;
 const rssEnd = rssKb(values.pid);
 
 const sorted = latencies.subarray(0, latencyCount).sort();
