@@ -48,9 +48,7 @@ interface Row {
   mbPerSec: number;
   broadcastsPerSec: number;
   errors: number;
-  /** Everything delivered during the client's run (warm-up and measurement). */
-  totalBytes: number;
-  /** Filled by the orchestrator: server CPU time during the client's run, per GB delivered. */
+  /** Filled by the orchestrator: server CPU time during the measurement, per GB delivered. */
   serverCpuMsPerGB?: number;
 }
 
@@ -75,18 +73,31 @@ for (let repeat = 0; repeat < Number(values.repeats); repeat++) {
     await reader.read();
     reader.releaseLock();
     await Bun.sleep(200);
-    const cpuBefore = cpuMs(server.pid);
     const client = Bun.spawn(pinned(1, [process.execPath, import.meta.path, "--client", String(port),
       "--receivers", String(receivers), "--size", String(size), "--window", String(windowSize),
       "--seconds", String(seconds)]), { stdout: "pipe", stderr: "inherit" });
-    const text = await new Response(client.stdout).text();
+    // The client says when its measurement starts and ends: the server's CPU is read then,
+    // so its start-up (JIT compilation for a JS server) is not charged to the traffic.
+    let text = "";
+    let cpuAtStart = 0;
+    let serverCpu = 0;
+    const decoder = new TextDecoder();
+    for await (const chunk of client.stdout) {
+      const before = text.length;
+      text += decoder.decode(chunk);
+      if (text.indexOf("measure: start\n", Math.max(0, before - 20)) >= 0 && cpuAtStart === 0) {
+        cpuAtStart = cpuMs(server.pid);
+      }
+      if (text.indexOf("measure: end\n", Math.max(0, before - 20)) >= 0 && serverCpu === 0) {
+        serverCpu = cpuMs(server.pid) - cpuAtStart;
+      }
+    }
     await client.exited;
-    const serverCpu = cpuMs(server.pid) - cpuBefore;
     server.kill("SIGTERM");
     await server.exited;
     const row = JSON.parse(text.trim().split("\n").pop() ?? "{}") as Row;
     if (row.errors !== 0) throw new Error(`${spec.name}: ${row.errors} errors`);
-    row.serverCpuMsPerGB = serverCpu / (row.totalBytes / 1e9);
+    row.serverCpuMsPerGB = serverCpu / ((row.mbPerSec * seconds) / 1000);
     results.set(spec.name, [...(results.get(spec.name) ?? []), row]);
     port++;
   }
@@ -121,7 +132,6 @@ async function runClient(serverPort: number): Promise<Row> {
   let nextSeq = 0;
   let completedBroadcasts = 0;
   let delivered = 0;
-  let totalDelivered = 0;
   let measuring = false;
   let sender = -1;
 
@@ -141,7 +151,6 @@ async function runClient(serverPort: number): Promise<Row> {
         errors++;
       }
       if (measuring) delivered++;
-      totalDelivered++;
       const slot = seq % windowSize;
       if (++arrivals[slot] === receivers) {
         arrivals[slot] = 0;
@@ -159,10 +168,12 @@ async function runClient(serverPort: number): Promise<Row> {
   await Bun.sleep(200); // every server has registered every socket
   for (let i = 0; i < windowSize; i++) send();
   await Bun.sleep(1000); // warm-up
+  console.log("measure: start");
   measuring = true;
   const started = performance.now();
   await Bun.sleep(seconds * 1000);
   measuring = false;
+  console.log("measure: end");
   const elapsed = (performance.now() - started) / 1000;
   clients.stopping = true;
   await transport.dispose();
@@ -170,6 +181,5 @@ async function runClient(serverPort: number): Promise<Row> {
     mbPerSec: (delivered * size) / elapsed / 1e6,
     broadcastsPerSec: completedBroadcasts / elapsed,
     errors,
-    totalBytes: totalDelivered * size,
   };
 }
