@@ -3,6 +3,7 @@
  * exhaustion, and that fully sent chunks go back to the pool.
  */
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { ENOBUFS } from "../src/api/errno.ts";
 import {
   MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues, type ChunkSource,
@@ -202,5 +203,89 @@ describe("SendQueues", () => {
     expect(queues.appendLoan(0, bytes(2), 0, 2, 0x90_0000, 100, lender, 1)).toBe(102);
     expect(queues.appendLoan(1, bytes(2), 0, 2, 0x90_0000, 100, lender, 2)).toBe(-ENOBUFS);
     expect(queues.queuedBytes(1)).toBe(0);
+  });
+});
+
+describe("SendQueues against a model: copies and loans in any order", () => {
+  const LOAN_BASE = 0x90_0000;
+
+  test("the kernel is handed exactly the bytes queued, in order; each loan comes back once", () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("append" as const), length: fc.integer({ min: 1, max: 150 }) }),
+      fc.record({ kind: fc.constant("loan" as const), length: fc.integer({ min: 1, max: 300 }) }),
+      fc.record({ kind: fc.constant("send" as const), fraction: fc.double({ min: 0.05, max: 1, noNaN: true }) }),
+    );
+    fc.assert(fc.property(fc.array(op, { maxLength: 40 }), fc.boolean(), (ops, clearAtEnd) => {
+      const { source, area, queues } = setup(2, 12);
+      const loanMemory = new Uint8Array(64 * 1024);
+      let loanUsed = 0;
+      const given: number[] = [];
+      const lender = { giveBack: (token: number) => void given.push(token) };
+      const loanEnds: number[] = []; // stream offset at which loan i is fully sent
+      let queuedStream: number[] = [];
+      const sentStream: number[] = [];
+      let next = 0;
+      let tokens = 0;
+      const readAt = (address: number, length: number) => address >= LOAN_BASE
+        ? loanMemory.slice(address - LOAN_BASE, address - LOAN_BASE + length)
+        : source.bytesAt(address, length);
+      for (const step of ops) {
+        if (step.kind === "append") {
+          const data = bytes(step.length, next);
+          if (queues.append(0, data, 0, data.length) === data.length) {
+            queuedStream.push(...data);
+            next += step.length;
+          }
+        } else if (step.kind === "loan") {
+          if (loanUsed + step.length > loanMemory.length) continue;
+          const header = bytes(2, next);
+          const payload = bytes(step.length, next + 2);
+          loanMemory.set(payload, loanUsed);
+          const queued = queues.appendLoan(0, header, 0, 2, LOAN_BASE + loanUsed, step.length, lender, tokens);
+          if (queued === 2 + step.length) {
+            queuedStream.push(...header, ...payload);
+            next += 2 + step.length;
+            loanUsed += step.length;
+            loanEnds[tokens++] = queuedStream.length + sentStream.length;
+          } else {
+            expect(queued).toBe(-ENOBUFS);
+          }
+        } else {
+          const kind = queues.prepare(0);
+          if (kind === 0) continue;
+          const pieces: Uint8Array[] = [];
+          if (kind === 1) {
+            pieces.push(readAt(queues.sendAddress, queues.sendLength));
+          } else {
+            const words = new Uint32Array(area.buffer, 0, MESSAGE_AREA_SIZE / 4);
+            for (let i = 0; i < words[6]; i++) {
+              const iov = 16 + i * 4;
+              pieces.push(readAt(words[iov], words[iov + 2]));
+            }
+          }
+          const offered = pieces.flatMap((piece) => [...piece]);
+          expect(offered.length).toBe(queues.sendLength);
+          const taken = Math.max(1, Math.floor(offered.length * step.fraction));
+          sentStream.push(...offered.slice(0, taken));
+          queues.complete(0, taken);
+          queuedStream = queuedStream.slice(taken);
+          // A loan is given back once the stream has gone past its last byte, not before.
+          for (let token = 0; token < tokens; token++) {
+            expect(given.includes(token)).toBe(loanEnds[token] <= sentStream.length);
+          }
+        }
+      }
+      expect(queues.queuedBytes(0)).toBe(queuedStream.length);
+      // What went out is a prefix of what was queued, byte for byte.
+      const all = [...sentStream, ...queuedStream];
+      for (let i = 0; i < all.length; i++) expect(all[i]).toBe(i & 0xff);
+      if (clearAtEnd) {
+        queues.clear(0);
+        expect([...given].sort((a, b) => a - b)).toEqual(Array.from({ length: tokens }, (_, i) => i));
+        expect(source.available).toBe(12);
+        expect(queues.loansOut).toBe(0);
+      }
+      expect(new Set(given).size).toBe(given.length); // never twice
+    }), { numRuns: 300 });
   });
 });
