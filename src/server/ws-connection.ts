@@ -270,7 +270,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
 
   // ------------------------------------------------------------ FrameSink
 
-  onMessage(opcode: number, data: Uint8Array, start: number, end: number, compressed: boolean,
+  onMessage(opcode: number, data: Uint8Array, start: number, end: number, _compressed: boolean,
     ascii: boolean): void {
     if (this.readyState !== ReadyState.OPEN) return; // data after our close frame: ignored
     const core = this.core;
