@@ -158,9 +158,9 @@ export interface TransportOptions {
    * large enough that common servers never pay for a regrowth.
    */
   initialConnections?: number;
-  /** Size of one receive buffer; default 16 KiB. */
+  /** Size of one receive buffer; default 32 KiB. */
   recvBufferSize?: number;
-  /** Receive buffers shared by all connections (a power of two); default 256 (4 MiB). */
+  /** Receive buffers shared by all connections (a power of two); default 128 (4 MiB). */
   recvBufferCount?: number;
   /** Size of one send chunk; default 16 KiB. */
   sendChunkSize?: number;

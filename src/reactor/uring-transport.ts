@@ -141,8 +141,11 @@ export class UringTransport implements Transport {
 
   constructor(options: UringTransportOptions = {}) {
     const maxConnections = options.maxConnections ?? 65536;
-    const recvBufferSize = options.recvBufferSize ?? 16384;
-    const recvBufferCount = options.recvBufferCount ?? 256;
+    // 128 × 32 KiB: a recv of several 4 KiB frames fits one buffer more often than in 16 KiB
+    // ones (fewer assemblies: +7% at 4 KiB, +5% at 64 KiB measured), and 128 buffers did not
+    // run out with 2,000 busy connections (64 × 64 KiB did, rarely).
+    const recvBufferSize = options.recvBufferSize ?? 32768;
+    const recvBufferCount = options.recvBufferCount ?? 128;
     const sendChunkSize = options.sendChunkSize ?? 16384;
     const sendChunkCount = options.sendChunkCount ?? 4096;
     const memory = { node: options.node, hugepages: options.hugepages ?? "auto" } as const;
