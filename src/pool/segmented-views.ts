@@ -45,6 +45,11 @@ export class SegmentedViews {
     return made;
   }
 
+  /** Native address of the first byte covered. */
+  get address(): number {
+    return this.#region.pointer;
+  }
+
   /** Segments viewed so far. */
   get viewed(): number {
     return this.#viewed;

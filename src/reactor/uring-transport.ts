@@ -178,11 +178,10 @@ export class UringTransport implements Transport {
       this.metaRegion = MemoryRegion.allocate(messageBytes + maxConnections * SOCKADDR_IN_SIZE,
         { hugepages: "off", node: options.node });
       cleanup.push(() => this.metaRegion.free());
-      const messageViews = new SegmentedViews(this.metaRegion, messageBytes,
+      const messageAreas = new SegmentedViews(this.metaRegion, messageBytes,
         MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE);
-      const areas = { address: this.metaRegion.pointer, segment: (i: number) => messageViews.segment(i) };
-      this.queues = new SendQueues(initialSlots, this.sendPool,
-        this.sendPool.slotSize, sendChunkCount, areas);
+      this.queues = new SendQueues(initialSlots, this.sendPool, this.sendPool.slotSize,
+        sendChunkCount, messageAreas);
       this.sockaddrBase = messageBytes;
       this.park = new EventfdPark(this.ring, this.scheduler.wake);
     } catch (error) {
@@ -190,23 +189,22 @@ export class UringTransport implements Transport {
       throw error;
     }
 
-    const slots = initialSlots;
-    this.slotCapacity = slots;
-    this.fds = new Int32Array(slots).fill(-1);
-    this.states = new Uint8Array(slots);
-    this.flags = new Uint8Array(slots);
-    this.generations = new Uint32Array(slots);
-    this.pendingOps = new Uint8Array(slots);
-    this.listenerOf = new Int32Array(slots).fill(-1);
-    this.closeReasons = new Int32Array(slots);
-    this.handlers = new Array<TransportHandler | undefined>(slots).fill(undefined);
-    this.freeSlots = new Int32Array(slots);
-    for (let i = 0; i < slots; i++) this.freeSlots[i] = slots - 1 - i;
-    this.freeSlotCount = slots;
-    this.held = new HeldBuffers(recvBufferCount, slots);
-    this.dirty = new Int32Array(slots);
-    this.starving = new Int32Array(slots);
-    this.zeroCopyResults = new Int32Array(slots);
+    this.slotCapacity = initialSlots;
+    this.fds = new Int32Array(initialSlots).fill(-1);
+    this.states = new Uint8Array(initialSlots);
+    this.flags = new Uint8Array(initialSlots);
+    this.generations = new Uint32Array(initialSlots);
+    this.pendingOps = new Uint8Array(initialSlots);
+    this.listenerOf = new Int32Array(initialSlots).fill(-1);
+    this.closeReasons = new Int32Array(initialSlots);
+    this.handlers = new Array<TransportHandler | undefined>(initialSlots).fill(undefined);
+    this.freeSlots = new Int32Array(initialSlots);
+    for (let i = 0; i < initialSlots; i++) this.freeSlots[i] = initialSlots - 1 - i;
+    this.freeSlotCount = initialSlots;
+    this.held = new HeldBuffers(recvBufferCount, initialSlots);
+    this.dirty = new Int32Array(initialSlots);
+    this.starving = new Int32Array(initialSlots);
+    this.zeroCopyResults = new Int32Array(initialSlots);
     this.returned = new Int32Array(recvBufferCount);
   }
 

@@ -91,10 +91,12 @@ export class MessageBufferPool implements MessageBuffers, Lender {
    * when the view is not in a lendable buffer. Each token returned must be given back once.
    */
   lend(view: Uint8Array): number {
-    const native = this.nativeOf(view);
-    if (native === undefined || !native.issued) return -1;
+    const token = this.tokenOf(view);
+    if (token < 0) return -1;
+    const native = this.natives[token]!;
+    if (!native.issued) return -1;
     native.loans++;
-    return this.tokenOf(view);
+    return token;
   }
 
   /** Native address of `view`, which lies in the buffer of loan `token`. */
@@ -191,17 +193,17 @@ export class MessageBufferPool implements MessageBuffers, Lender {
     return token;
   }
 
+  /** The token of the native buffer `view` lies in, or -1 when it is not one of ours. */
   private tokenOf(view: Uint8Array): number {
-    const owner = this.owners.get(view.buffer)!;
-    return owner.tokens[Math.floor(view.byteOffset / owner.bufferSize)];
+    const owner = this.owners.get(view.buffer);
+    if (owner === undefined) return -1;
+    return owner.tokens[Math.floor(view.byteOffset / owner.bufferSize)] ?? -1;
   }
 
   /** The native buffer `view` lies in, if it is one of ours. */
   private nativeOf(view: Uint8Array): NativeBuffer | undefined {
-    const owner = this.owners.get(view.buffer);
-    if (owner === undefined) return undefined;
-    const token = owner.tokens[Math.floor(view.byteOffset / owner.bufferSize)];
-    return token === undefined ? undefined : this.natives[token];
+    const token = this.tokenOf(view);
+    return token < 0 ? undefined : this.natives[token];
   }
 
   private recycle(native: NativeBuffer): void {
