@@ -93,6 +93,40 @@ async function echoWithWs(url: string) {
   expect(await withTimeout(closed, 5000, "ws close")).toBe(4321);
 }
 
+/** `count` clients of the ws package, open, each recording what it receives (text or bytes). */
+async function openRecordingClients(url: string, count: number) {
+  const clients = Array.from({ length: count }, () => new WebSocketClient(url));
+  const received = clients.map(() => [] as (string | Uint8Array)[]);
+  clients.forEach((ws, i) => ws.on("message", (data, isBinary) => {
+    const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
+    received[i].push(isBinary ? new Uint8Array(bytes) : bytes.toString("utf8"));
+  }));
+  const opened = Promise.all(clients.map((ws) => new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  })));
+  try {
+    await withTimeout(opened, 5000, `${count} clients open`);
+  } catch (error) {
+    for (const ws of clients) ws.terminate();
+    throw error;
+  }
+  return { clients, received };
+}
+
+/** A server whose handler sends every message to every open socket. */
+function startBroadcast(options: Partial<ServeOptions<undefined>> = {}) {
+  const peers = new Set<import("../../src/api/websocket.ts").ServerWebSocket>();
+  const started = startEcho({
+    ...options,
+    websocket: {
+      open: (ws) => void peers.add(ws),
+      message: (_, message) => { for (const peer of peers) peer.send(message); },
+    },
+  });
+  return { ...started, peers };
+}
+
 suite("server on io_uring with real clients", () => {
   test("Bun's WebSocket client: echo of 0 B, 125 B, 126 B, 64 KiB, 1 MiB", async () => {
     const { url, closes } = startEcho();
@@ -152,24 +186,9 @@ suite("server on io_uring with real clients", () => {
   });
 
   test("received messages of 16 KiB and more are echoed and broadcast without a copy", async () => {
-    const peers = new Set<import("../../src/api/websocket.ts").ServerWebSocket>();
-    const { server, url } = startEcho({
-      websocket: {
-        open: (ws) => void peers.add(ws),
-        message: (_, message) => { for (const peer of peers) peer.send(message); },
-      },
-    });
-    const clients = [0, 1, 2].map(() => new WebSocketClient(url));
+    const { server, url, peers } = startBroadcast();
+    const { clients, received } = await openRecordingClients(url, 3);
     try {
-      const received = clients.map(() => [] as (string | Uint8Array)[]);
-      clients.forEach((ws, i) => ws.on("message", (data, isBinary) => {
-        const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
-        received[i].push(isBinary ? new Uint8Array(bytes) : bytes.toString("utf8"));
-      }));
-      await withTimeout(Promise.all(clients.map((ws) => new Promise((resolve, reject) => {
-        ws.once("open", resolve);
-        ws.once("error", reject);
-      }))), 5000, "three clients open");
       await waitFor(() => peers.size === 3, 2000, "three peers");
       const text = "abc€".repeat(25_000); // 100,000 chars, 150,000 bytes of UTF-8
       const binary = patternBytes(64 * 1024, 3);
@@ -188,23 +207,10 @@ suite("server on io_uring with real clients", () => {
   });
 
   test("a broadcast larger than the whole send pool is delivered: loans, not copies", async () => {
-    const peers = new Set<import("../../src/api/websocket.ts").ServerWebSocket>();
     // 32 chunks of 16 KiB: 512 KiB of send memory for 8 × 256 KiB = 2 MiB of broadcast.
-    const { server, url } = startEcho({
-      transport: { recvBufferCount: 64, sendChunkCount: 32 },
-      websocket: {
-        open: (ws) => void peers.add(ws),
-        message: (_, message) => { for (const peer of peers) peer.send(message); },
-      },
-    });
-    const clients = Array.from({ length: 8 }, () => new WebSocketClient(url));
+    const { server, url, peers } = startBroadcast({ transport: { recvBufferCount: 64, sendChunkCount: 32 } });
+    const { clients, received } = await openRecordingClients(url, 8);
     try {
-      const received = clients.map(() => [] as Uint8Array[]);
-      clients.forEach((ws, i) => ws.on("message", (data) => void received[i].push(new Uint8Array(data as Buffer))));
-      await withTimeout(Promise.all(clients.map((ws) => new Promise((resolve, reject) => {
-        ws.once("open", resolve);
-        ws.once("error", reject);
-      }))), 5000, "eight clients open");
       await waitFor(() => peers.size === 8, 2000, "eight peers");
       const payload = patternBytes(256 * 1024, 11);
       clients[3].send(payload);
@@ -227,16 +233,12 @@ suite("server on io_uring with real clients", () => {
         },
       },
     });
-    const ws = new WebSocketClient(url);
+    const { clients: [ws], received } = await openRecordingClients(url, 1);
     try {
-      const echoed = new Promise<string>((resolve, reject) => {
-        ws.once("message", (data) => resolve(String(data)));
-        ws.once("error", reject);
-      });
-      await withTimeout(new Promise((resolve) => ws.once("open", resolve)), 5000, "open");
       const text = "é".repeat(40_000);
       ws.send(text);
-      expect(await withTimeout(echoed, 5000, "echo")).toBe(text);
+      await waitFor(() => received[0].length === 1, 5000, "echo");
+      expect(received[0][0]).toBe(text);
       expect(server.stats().messagesLent).toBe(0);
     } finally {
       ws.terminate();
@@ -245,16 +247,12 @@ suite("server on io_uring with real clients", () => {
 
   test("with poisonMessageViews nothing is lent (the view is overwritten after the handler)", async () => {
     const { server, url } = startEcho({ poisonMessageViews: true });
-    const ws = new WebSocketClient(url);
+    const { clients: [ws], received } = await openRecordingClients(url, 1);
     try {
-      const echoed = new Promise<Uint8Array>((resolve, reject) => {
-        ws.once("message", (data) => resolve(new Uint8Array(data as Buffer)));
-        ws.once("error", reject);
-      });
-      await withTimeout(new Promise((resolve) => ws.once("open", resolve)), 5000, "open");
       const payload = patternBytes(100_000, 5);
       ws.send(payload);
-      expect(await withTimeout(echoed, 5000, "echo")).toEqual(payload);
+      await waitFor(() => received[0].length === 1, 5000, "echo");
+      expect(received[0][0]).toEqual(payload);
       expect(server.stats().messagesLent).toBe(0);
     } finally {
       ws.terminate();
