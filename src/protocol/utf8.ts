@@ -163,17 +163,21 @@ export const TEXT_ASCII = 2;
 export function classifyText(data: Uint8Array, start: number, end: number): number {
   assert(start >= 0 && start <= end && end <= data.length, "utf8 range outside the array");
   const length = end - start;
+  let from = start;
   if (length < ASCII_WORD_THRESHOLD) {
     let highBits = 0;
     for (let index = start; index < end; index++) highBits |= data[index];
     if (highBits < 0x80) return TEXT_ASCII;
-  } else if (length < UTF8_NATIVE_THRESHOLD && data[start] < 0x80) {
-    // The word scan stops before a partial last word; the few bytes after it go singly.
-    let index = skipAscii(data, start, end);
-    while (index < end && data[index] < 0x80) index++;
-    if (index === end) return TEXT_ASCII;
+    return validateUtf8InJs(data, start, end, UTF8_ACCEPT) === UTF8_ACCEPT ? TEXT_UTF8 : TEXT_INVALID;
   }
-  return isValidUtf8(data, start, end) ? TEXT_UTF8 : TEXT_INVALID;
+  if (length < UTF8_NATIVE_THRESHOLD && data[start] < 0x80) {
+    // The word scan stops before a partial last word; the few bytes after it go singly.
+    from = skipAscii(data, start, end);
+    while (from < end && data[from] < 0x80) from++;
+    if (from === end) return TEXT_ASCII;
+  }
+  // The ASCII prefix already seen ends between characters: validation starts after it.
+  return validateUtf8(data, from, end, UTF8_ACCEPT) === UTF8_ACCEPT ? TEXT_UTF8 : TEXT_INVALID;
 }
 
 /**
