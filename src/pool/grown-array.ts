@@ -12,6 +12,11 @@ type SlotArray = Int32Array | Uint32Array | Uint8Array | Float64Array;
 /** First capacity of growable per-connection state (or maxConnections when smaller): ~1 MB. */
 export const INITIAL_SLOTS = 8192;
 
+/** The first capacity: `requested` (default INITIAL_SLOTS), at least 1, at most `max`. */
+export function initialCapacity(max: number, requested: number = INITIAL_SLOTS): number {
+  return Math.max(1, Math.min(max, requested));
+}
+
 /** The next capacity after `current`, bounded by `max`. */
 export function nextCapacity(current: number, max: number): number {
   return Math.min(max, Math.max(1, current * 2));

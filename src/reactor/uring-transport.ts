@@ -21,7 +21,7 @@ import * as abi from "../ffi/io-uring-abi.ts";
 import { libc, SOCK_CLOEXEC } from "../ffi/libc.ts";
 import { BytePool } from "../pool/byte-pool.ts";
 import { MemoryRegion } from "../pool/region.ts";
-import { grown, INITIAL_SLOTS, nextCapacity } from "../pool/grown-array.ts";
+import { grown, initialCapacity, nextCapacity } from "../pool/grown-array.ts";
 import { SegmentedViews } from "../pool/segmented-views.ts";
 import { EventfdPark } from "./eventfd-park.ts";
 import { HeldBuffers } from "./held-buffers.ts";
@@ -151,7 +151,7 @@ export class UringTransport implements Transport {
     const memory = { node: options.node, hugepages: options.hugepages ?? "auto" } as const;
     this.maxConnections = maxConnections;
     // Per-connection state starts small and doubles as slots are used (grown-array.ts).
-    const initialSlots = Math.max(1, Math.min(maxConnections, options.initialConnections ?? INITIAL_SLOTS));
+    const initialSlots = initialCapacity(maxConnections, options.initialConnections);
     this.scheduler = new LoopScheduler({
       turn: () => this.turn(),
       hasPendingSubmissions: () => this.ring.pendingSubmissions() > 0,

@@ -11,7 +11,7 @@ import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, Role } from "../protocol/consta
 import { FrameParser, type FrameParserOptions } from "../protocol/frame-parser.ts";
 import { HttpRequestParser } from "../protocol/http-request-parser.ts";
 import { HandshakeState } from "./handshake-flow.ts";
-import { grown, INITIAL_SLOTS } from "../pool/grown-array.ts";
+import { grown, initialCapacity } from "../pool/grown-array.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
 import { MessageBufferPool } from "./message-buffers.ts";
 import type { ResolvedOptions } from "./options.ts";
@@ -71,8 +71,7 @@ export class ServerCore<T> implements TransportHandler {
     };
     // Per-connection state grows with the slots the transport hands out (grown-array.ts).
     const initial = options.transport.initialConnections;
-    const slots = Math.max(1, Math.min(options.maxConnections,
-      typeof initial === "number" ? initial : INITIAL_SLOTS));
+    const slots = initialCapacity(options.maxConnections, typeof initial === "number" ? initial : undefined);
     this.sockets = new Array(slots).fill(undefined);
     this.pending = new Array(slots).fill(undefined);
     this.activity = new IntrusiveList(slots);
