@@ -72,6 +72,15 @@ export class HandshakeState<T> {
     this.accepted = false;
   }
 
+  /**
+   * The handshake deadline (closeTimeout) passed. Returns true when this answered the
+   * client (and closes gracefully), so the core gives it one more deadline before an abort;
+   * false to have the core abort the connection now.
+   */
+  timedOut(): boolean {
+    return false;
+  }
+
   /** The connection closed before the handshake finished. */
   abandon(): void {
     this.abandoned = true;

@@ -258,7 +258,14 @@ export class ServerCore<T> implements TransportHandler {
       if (this.now - this.deadlineStart[conn] < limit) break;
       const next = this.deadlines.after(conn);
       this.deadlines.remove(conn);
-      this.transport.close(conn, CloseMode.Abort); // slow handshake or no close frame back
+      const handshake = this.pending[conn];
+      if (handshake !== undefined && handshake.timedOut()) {
+        // Answered (408) and closing with FIN: abort only if it is still here next time.
+        this.deadlineStart[conn] = this.now;
+        this.deadlines.pushTail(conn);
+      } else {
+        this.transport.close(conn, CloseMode.Abort); // slow handshake or no close frame back
+      }
       conn = next;
     }
   }
