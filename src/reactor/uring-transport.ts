@@ -823,6 +823,10 @@ export class UringTransport implements Transport {
       this.closeReasons[conn] = -ECANCELED;
       this.close(conn, CloseMode.Abort);
     }
+    // Called from a handler, we are inside a turn that is still walking the CQ: neither
+    // drive the ring (a nested turn would reap the same completions) nor unmap anything
+    // until that turn has ended.
+    if (this.scheduler.turning) await new Promise((resolve) => setImmediate(resolve));
     // Drive the ring until every connection reported (bounded: a stuck op must not hang us).
     const deadline = performance.now() + 2000;
     while (this.connections > 0 && performance.now() < deadline) {
