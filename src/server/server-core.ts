@@ -56,6 +56,7 @@ export class ServerCore<T> implements TransportHandler {
   private now: number;
   private liveConnections = 0;
   private stopping = false;
+  private stopped: Promise<void> | undefined;
   private whenEmpty: (() => void) | undefined;
   listener = -1;
 
@@ -293,23 +294,24 @@ export class ServerCore<T> implements TransportHandler {
 
   // ------------------------------------------------------------ shutdown and stats
 
-  async stop(graceful: boolean): Promise<void> {
-    if (!this.stopping) {
-      this.stopping = true;
-      if (this.listener >= 0) this.transport.closeListener(this.listener);
-      for (let conn = 0; conn < this.sockets.length; conn++) {
-        const socket = this.sockets[conn];
-        if (socket !== undefined) {
-          if (graceful && socket.readyState === ReadyState.OPEN) {
-            socket.close(CLOSE_GOING_AWAY, "server shutting down");
-          } else if (!graceful) {
-            this.transport.close(conn, CloseMode.Abort);
-          }
-        } else if (this.pending[conn] !== undefined) {
-          this.transport.close(conn, graceful ? CloseMode.Graceful : CloseMode.Abort);
-        }
-      }
+  /**
+   * One shutdown, whoever asks and how often: every call returns the same promise.
+   * `stop(false)` while a graceful stop waits for close frames escalates it to an abort.
+   */
+  stop(graceful: boolean): Promise<void> {
+    if (this.stopped === undefined) {
+      this.stopped = this.shutdown(graceful);
+    } else if (!graceful) {
+      this.abortAll();
     }
+    return this.stopped;
+  }
+
+  private async shutdown(graceful: boolean): Promise<void> {
+    this.stopping = true;
+    if (this.listener >= 0) this.transport.closeListener(this.listener);
+    if (graceful) this.closeAllGracefully();
+    else this.abortAll();
     if (this.liveConnections > 0) {
       // The deadline tick aborts sockets whose peers never answer; this bound is the backstop.
       const backstop = setTimeout(() => this.abortAll(), this.options.closeTimeoutMs + 1000);
@@ -319,6 +321,18 @@ export class ServerCore<T> implements TransportHandler {
     this.stopTicking();
     await this.transport.dispose();
     this.messageBuffers.dispose(); // after the transport: it may have read loans until now
+  }
+
+  /** 1001 to every open socket; handshakes in progress are closed once answered. */
+  private closeAllGracefully(): void {
+    for (let conn = 0; conn < this.sockets.length; conn++) {
+      const socket = this.sockets[conn];
+      if (socket !== undefined) {
+        if (socket.readyState === ReadyState.OPEN) socket.close(CLOSE_GOING_AWAY, "server shutting down");
+      } else if (this.pending[conn] !== undefined) {
+        this.transport.close(conn, CloseMode.Graceful);
+      }
+    }
   }
 
   /** The thread is exiting: free everything now (see Transport.closeNow). */

@@ -4,55 +4,14 @@
  * timeouts are deterministic; the network delivers in seeded random chunks.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import type { Server, ServerWebSocket, ServeOptions } from "../../src/api/websocket.ts";
-import { FakeClock } from "../../src/fake/fake-clock.ts";
-import { FakeNetwork, type FakeNetworkOptions } from "../../src/fake/fake-network.ts";
-import { FakeTransport } from "../../src/fake/fake-transport.ts";
 import { OPCODE_BINARY, OPCODE_CONTINUATION, OPCODE_PING, OPCODE_TEXT } from "../../src/protocol/constants.ts";
-import { serve } from "../../src/server/serve.ts";
 import { patternBytes } from "../support/bytes.ts";
 import { waitFor } from "../support/wait-for.ts";
 import { TestWsClient } from "../support/ws-client.ts";
+import { FAKE_SEED, startFakeServer as start, stopFakeServers } from "../support/fake-server.ts";
 
-const seed = Number(process.env.HIOLOAD_FAKE_SEED ?? 7);
-const running: Server[] = [];
-afterEach(async () => {
-  for (const server of running.splice(0)) await server.stop(false);
-});
-
-interface Harness<T> {
-  server: Server;
-  client: (options?: Parameters<typeof TestWsClient.connect>[2]) => TestWsClient;
-  clock: FakeClock;
-  network: FakeNetwork;
-  clientTransport: FakeTransport;
-  closes: { code: number; reason: string }[];
-  sockets: ServerWebSocket<T>[];
-}
-
-function start<T = undefined>(options: Partial<ServeOptions<T>> = {},
-  networkOptions: FakeNetworkOptions = {}): Harness<T> {
-  const network = new FakeNetwork({ seed, ...networkOptions });
-  const clock = new FakeClock();
-  const closes: { code: number; reason: string }[] = [];
-  const sockets: ServerWebSocket<T>[] = [];
-  const server = serve<T>({
-    port: 0, backend: "fake", network, clock,
-    ...options,
-    websocket: {
-      open: (ws) => void sockets.push(ws),
-      message: (ws, message) => void ws.send(message),
-      close: (_, code, reason) => void closes.push({ code, reason }),
-      ...options.websocket,
-    },
-  } as ServeOptions<T>);
-  running.push(server);
-  const clientTransport = new FakeTransport(network, { poisonAfterCallback: false });
-  return {
-    server, clock, network, clientTransport, closes, sockets,
-    client: (connectOptions = {}) => TestWsClient.connect(clientTransport, server.port, connectOptions),
-  };
-}
+const seed = FAKE_SEED;
+afterEach(stopFakeServers);
 
 describe(`server on the fake backend (seed ${seed})`, () => {
   test("handshake: 101 with the RFC accept key, then echo of text and binary", async () => {
@@ -299,7 +258,6 @@ describe(`server on the fake backend (seed ${seed})`, () => {
     for (const ws of clients) ws.sendClose(1001);
     await stopping;
     expect(closes.map((c) => c.code)).toEqual([1001, 1001, 1001]);
-    running.splice(running.indexOf(server), 1);
   });
 
   test("graceful stop with a peer that never answers: dropped after closeTimeout", async () => {
@@ -311,7 +269,6 @@ describe(`server on the fake backend (seed ${seed})`, () => {
     clock.advance(1500);
     await stopping;
     await ws.waitClosed();
-    running.splice(running.indexOf(server), 1);
   });
 
   test("a handler that throws closes its socket with 1011, the server lives on", async () => {
