@@ -635,7 +635,11 @@ export class UringTransport implements Transport {
     } else if (result === -ENOBUFS) {
       this.recvBufferStalls++;
       if (state !== TEARDOWN) this.starve(conn);
-    } else if (result !== -ECANCELED) {
+    } else if (result === -ECANCELED) {
+      // A pause's cancel landed. If resume() ran before it did, the receive was still armed
+      // then, so nothing re-armed it: do it now (a no-op while paused or tearing down).
+      if (!more) this.rearmRecv(conn);
+    } else {
       if (hasBuffer) this.buffers.add(bid);
       this.teardown(conn, result); // ECONNRESET, ETIMEDOUT...
     }

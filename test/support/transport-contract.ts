@@ -33,6 +33,8 @@ export const ContractTest = {
   drainAfterSend: "onDrain follows a send, with nothing left buffered",
   bufferedAmountToZero: "bufferedAmount counts queued bytes and returns to 0",
   pauseResume: "pause stops onData until resume",
+  pauseResumeAtOnce: "pause then resume at once (before the pause took effect) still delivers",
+  pauseResumeRounds: "100 rounds of pause in onData, resume a moment later: every echo arrives",
   gracefulCloseFlushes: "graceful close flushes queued data before the peer sees EOF",
   abortResetsPeer: "abort resets the peer (ECONNRESET)",
   connectRefused: "connect to a closed port fails with ECONNREFUSED",
@@ -327,6 +329,47 @@ export function runTransportContract(options: TransportContractOptions): void {
       setup.server.resume(serverRecord.conn);
       await waitFor(() => serverRecord.bytesReceived >= payload.length, waitMs, "data, resumed");
       expectBytes(RecordingHandler.received(serverRecord), payload);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.pauseResumeAtOnce, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, {
+        hooks: { open: (conn) => { t.pause(conn); t.resume(conn); } },
+      }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      await waitFor(() => setup.serverHandler.all.length === 1, waitMs, "server onOpen");
+      const payload = patternBytes(4096, 8);
+      expect(setup.client.send(record.conn, payload, 0, payload.length)).toBe(payload.length);
+      const serverRecord = setup.serverHandler.all[0];
+      await waitFor(() => serverRecord.bytesReceived >= payload.length, waitMs,
+        () => `data after pause+resume (${serverRecord.bytesReceived} bytes)`);
+      expectBytes(RecordingHandler.received(serverRecord), payload);
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.pauseResumeRounds, async () => {
+      // Like an async hook that settles at once: every message pauses the connection, and
+      // it resumes a microtask or a timer tick later, in rounds of echo.
+      let round = 0;
+      const setup = await serverAndClient((t) => new RecordingHandler(t, {
+        echo: true,
+        hooks: {
+          data: (conn) => {
+            t.pause(conn);
+            if (round++ % 2 === 0) queueMicrotask(() => t.resume(conn));
+            else setTimeout(() => t.resume(conn), 0);
+          },
+        },
+      }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      const piece = patternBytes(100, 9);
+      for (let i = 1; i <= 100; i++) {
+        expect(setup.client.send(record.conn, piece, 0, piece.length)).toBe(piece.length);
+        await waitFor(() => record.bytesReceived >= i * piece.length, waitMs,
+          () => `echo of round ${i} (${record.bytesReceived} bytes back)`);
+      }
       expectNoViolations(clientHandler, setup.serverHandler);
     });
 
