@@ -242,6 +242,7 @@ export class UringTransport implements Transport {
   closeListener(listener: number): void {
     if (!this.listenerOpen[listener]) return;
     this.listenerOpen[listener] = false;
+    this.reserveSqes(2); // a link must not be split across two submissions
     const sqe = this.takeSqe();
     // Cancel the multishot accept, then close the socket once the cancel has run.
     this.sqe.prepCancel(sqe, listener, ud.userHigh(ud.OP_ACCEPT, 0), -1, 0,
@@ -413,6 +414,9 @@ export class UringTransport implements Transport {
     this.states[conn] = TEARDOWN;
     const high = this.generations[conn];
     if (this.pendingOps[conn] > 0) {
+      // Both SQEs of the link in this submission: submitted alone, the cancel could run
+      // after the CLOSE, fail with EBADF, and leave the connection in teardown for good.
+      this.reserveSqes(2);
       const cancel = this.takeSqe();
       this.sqe.prepCancel(cancel, 0, 0, this.fds[conn],
         abi.IORING_ASYNC_CANCEL_FD | abi.IORING_ASYNC_CANCEL_ALL,
@@ -458,6 +462,13 @@ export class UringTransport implements Transport {
       assert(sqe >= 0, "SQ still full after submit");
     }
     return sqe;
+  }
+
+  /** Make room for `count` SQEs written one after another (the SQEs of one link). */
+  private reserveSqes(count: number): void {
+    if (this.ring.sqSpace() >= count) return;
+    this.ring.enter(0, false);
+    assert(this.ring.sqSpace() >= count, "SQ still full after submit");
   }
 
   private markDirty(conn: number): void {
