@@ -1,7 +1,7 @@
 /**
  * The user-facing WebSocket server API. It follows `Bun.serve({ websocket })` so that code
- * written for Bun ports with few changes; where we differ (binary messages arrive as views
- * into pool memory, zero copy) the docs say so.
+ * written for Bun ports with few changes; where we differ (binary messages from 129 bytes
+ * arrive as views into pool memory, zero copy) the docs say so.
  */
 import type { BackendName, TransportOptions, TransportStats } from "./transport.ts";
 
@@ -50,16 +50,20 @@ export interface ServerWebSocket<T = undefined> {
 export interface WebSocketHandler<T = undefined> {
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**
-   * A whole message: text as a string; binary as a `Uint8Array` **view into pool memory that
-   * is valid only until this call returns** (copy it with `.slice()` to keep it).
+   * A whole message: text as a string; binary as a `Buffer` (as in Bun.serve) that is
+   * **valid only until this call returns**: from 129 bytes up it is a view into pool memory
+   * (zero copy) that is reused afterwards. Keep it with `message.slice()`, which copies
+   * (unlike Node's `Buffer#slice`); `subarray()` is a view. Up to 128 bytes it is a copy.
    */
-  message(ws: ServerWebSocket<T>, message: string | Uint8Array): void | Promise<void>;
+  message(ws: ServerWebSocket<T>, message: string | Buffer): void | Promise<void>;
   /** The connection is closed: `code` from the peer's close frame, 1005 without, 1006 abnormal. */
   close?(ws: ServerWebSocket<T>, code: number, reason: string): void | Promise<void>;
   /** A send returned SEND_BACKPRESSURE earlier and the queue is empty again. */
   drain?(ws: ServerWebSocket<T>): void | Promise<void>;
-  ping?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
-  pong?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
+  /** The peer's ping (already answered): `data` is a copy (≤ 125 bytes), yours to keep. */
+  ping?(ws: ServerWebSocket<T>, data: Buffer): void | Promise<void>;
+  /** The peer's pong: `data` is a copy (≤ 125 bytes), yours to keep. */
+  pong?(ws: ServerWebSocket<T>, data: Buffer): void | Promise<void>;
 }
 
 /** What an `upgrade` hook may return to accept a WebSocket (a `Response` refuses it). */

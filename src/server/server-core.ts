@@ -220,7 +220,7 @@ export class ServerCore<T> implements TransportHandler {
 
   // ------------------------------------------------------------ user handlers
 
-  invokeMessage(socket: WebSocketConnection<T>, message: string | Uint8Array): void {
+  invokeMessage(socket: WebSocketConnection<T>, message: string | Buffer): void {
     try {
       const result = this.handlers.message(socket, message);
       if (result instanceof Promise) result.catch((error) => this.handlerFailed(socket, error));

@@ -18,6 +18,7 @@ import {
   frameHeaderSize, writeCloseFrame, writeControlFrame, writeFrameHeader,
 } from "../protocol/frame-writer.ts";
 import { LENDABLE_BYTES } from "./message-buffers.ts";
+import { isMessageView, messageBytes } from "./message-view.ts";
 import type { ServerCore } from "./server-core.ts";
 
 /** Where text is encoded in the scratch buffer: room for the longest header in front. */
@@ -294,22 +295,22 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       receivedBytes = EMPTY;
       return;
     }
-    const view = data.subarray(start, end);
-    core.invokeMessage(this, view);
-    if (core.options.poisonMessageViews) view.fill(0xdd);
+    const message = messageBytes(data, start, end);
+    core.invokeMessage(this, message);
+    if (core.options.poisonMessageViews && isMessageView(message)) message.fill(0xdd);
   }
 
   onPing(data: Uint8Array, start: number, end: number): void {
     if (this.readyState !== ReadyState.OPEN) return;
     this.writeControl(OPCODE_PONG, data, start, end); // §5.5.2: same application data
     const handler = this.core.handlers.ping;
-    if (handler) this.core.invoke(this, handler, data.subarray(start, end));
+    if (handler) this.core.invoke(this, handler, messageBytes(data, start, end)); // ≤ 125 B: a copy
   }
 
   onPong(data: Uint8Array, start: number, end: number): void {
     const handler = this.core.handlers.pong;
     if (handler && this.readyState === ReadyState.OPEN) {
-      this.core.invoke(this, handler, data.subarray(start, end));
+      this.core.invoke(this, handler, messageBytes(data, start, end));
     }
   }
 
