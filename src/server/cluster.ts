@@ -25,10 +25,18 @@ type ToWorker = { type: "stop"; graceful: boolean };
 type FromWorker =
   | { type: "ready" }
   | { type: "failed"; message: string }
-  | { type: "stats"; stats: ServerStats };
+  | { type: "crashed"; message: string }
+  | { type: "stats"; stats: ServerStats }
+  | { type: "stopped" };
 
 const STATS_INTERVAL_MS = 250;
 const RESTARTS_PER_MINUTE_MAX = 10;
+/**
+ * How long past its deadline a stopping worker may take to report before it is terminated:
+ * the server core's own backstop (1 s) plus the transport's bounded drain (2 s).
+ */
+const STOP_MARGIN_MS = 3000;
+const STOPPED_BEFORE_READY = "hioload-ws: stop() was called before every worker was ready";
 
 /** This worker's assignment when it runs as a hioload-ws worker, else undefined. */
 export function workerAssignment(): WorkerAssignment | undefined {
@@ -42,28 +50,62 @@ export function enterAssignment(assignment: WorkerAssignment): void {
   pinThreadToCpu(assignment.cpu);
 }
 
+type Report = (message: FromWorker) => void;
+
 /** Wire a worker's server to the supervisor: ready/failure, periodic stats, stop. */
 export function reportToSupervisor(start: () => Server): Server | undefined {
   const port = parentPort!;
+  const report: Report = (message) => port.postMessage(message);
+  failOnUnhandledRejection(report);
   let server: Server;
   try {
     server = start();
   } catch (error) {
-    port.postMessage({ type: "failed", message: String(error) } satisfies FromWorker);
+    report({ type: "failed", message: String(error) });
     return undefined;
   }
-  const timer = setInterval(() => {
-    port.postMessage({ type: "stats", stats: server.stats() } satisfies FromWorker);
-  }, STATS_INTERVAL_MS);
-  port.on("message", async (message: ToWorker) => {
+  const timer = setInterval(() => report({ type: "stats", stats: server.stats() }), STATS_INTERVAL_MS);
+  let phase: "serving" | "stopping" | "stopped" = "serving";
+  port.on("message", (message: ToWorker) => {
     if (message.type !== "stop") return;
-    clearInterval(timer);
-    await server.stop(message.graceful);
-    port.postMessage({ type: "stats", stats: server.stats() } satisfies FromWorker);
-    port.close(); // nothing keeps the worker alive now: it exits
+    if (phase === "serving") {
+      phase = "stopping";
+      clearInterval(timer);
+      void stopAndReport(server, message.graceful, report).then(() => (phase = "stopped"));
+    } else if (phase === "stopping" && !message.graceful) {
+      void server.stop(false); // stop(false) during a graceful stop: abort what it still waits for
+    }
   });
-  port.postMessage({ type: "ready" } satisfies FromWorker);
+  report({ type: "ready" });
   return server;
+}
+
+/** Stop the server, then say so: the supervisor terminates this thread (app timers keep it alive). */
+async function stopAndReport(server: Server, graceful: boolean, report: Report): Promise<void> {
+  try {
+    await server.stop(graceful);
+  } catch (error) {
+    console.error("hioload-ws: a worker's stop failed:", error);
+  }
+  report({ type: "stats", stats: server.stats() });
+  report({ type: "stopped" });
+}
+
+/**
+ * Bun ends a worker on an unhandled rejection silently and with exit code 0, which reads as
+ * a clean exit. Do what Node does instead (print it, exit 1), unless the app listens itself.
+ */
+function failOnUnhandledRejection(report: Report): void {
+  process.on("unhandledRejection", (reason) => {
+    if (process.listenerCount("unhandledRejection") > 1) return; // the app handles its own
+    console.error("hioload-ws: unhandled rejection in a worker:", reason);
+    report({ type: "crashed", message: `unhandled rejection: ${oneLine(reason)}` });
+    process.exit(1);
+  });
+}
+
+function oneLine(value: unknown): string {
+  return (value instanceof Error ? String(value) : Bun.inspect(value)).replace(/\s*\n\s*/g, " ");
 }
 
 export function threadCount(threads: number | "auto" | undefined): number {
@@ -75,96 +117,214 @@ export function threadCount(threads: number | "auto" | undefined): number {
   return threads;
 }
 
+/** What the supervisor needs of serve()'s resolved options. */
+export interface SupervisorOptions {
+  hostname: string;
+  /** 0 picks a free port that every worker then shares. */
+  port: number;
+  /** A stopping worker has this long (plus STOP_MARGIN_MS) to report before it is terminated. */
+  closeTimeoutMs: number;
+}
+
 interface Slot {
-  assignment: WorkerAssignment;
+  readonly assignment: WorkerAssignment;
   worker: Worker | undefined;
+  /** Resolves once `worker` has exited (at once while there is none). */
+  exited: Promise<void>;
   stats: ServerStats | undefined;
   restarts: number[];
-  /** Became ready once: only such a worker is restarted when it dies. */
+  /** Became ready once: only such a slot is restarted when its worker dies. */
   served: boolean;
+  /** Died too often: no longer restarted. */
+  givenUp: boolean;
+  /** Why the current worker is dying, for the log ("" when nobody said). */
+  cause: string;
 }
 
 /** Main thread: start `count` workers on the entry module and return the supervising Server. */
-export function superviseWorkers(count: number, hostname: string, requestedPort: number): Server {
-  const reservation = reservePort(hostname, requestedPort);
-  const cpus = allowedCpus();
-  const slots: Slot[] = Array.from({ length: count }, (_, index) => {
-    const cpu = cpus[index % cpus.length];
-    return {
-      assignment: { index, cpu, node: nodeOfCpu(cpu), port: reservation.port },
-      worker: undefined, stats: undefined, restarts: [], served: false,
-    };
-  });
-  let stopping: Promise<void> | undefined;
-  let readyResolve!: () => void;
-  let readyReject!: (error: Error) => void;
-  const ready = new Promise<void>((resolve, reject) => {
-    readyResolve = resolve;
-    readyReject = reject;
-  });
-  ready.catch(() => {}); // callers may never await it; failures also stop the workers
+export function superviseWorkers(count: number, options: SupervisorOptions): Server {
+  return new Supervisor(count, options).server;
+}
 
-  const start = (slot: Slot): Promise<void> => new Promise((resolve, reject) => {
+class Supervisor {
+  readonly server: Server;
+  private readonly reservation: { fd: number; port: number };
+  private readonly slots: Slot[];
+  /** Worker starts run one at a time, restarts included (see the module comment). */
+  private startQueue: Promise<void> = Promise.resolve();
+  /** Set by the first stop(): from then on no worker is started. */
+  private stopRequested = false;
+  private stopping: Promise<void> | undefined;
+  private stragglerTimer: ReturnType<typeof setTimeout> | undefined;
+  private stragglerDeadline = Infinity;
+
+  constructor(count: number, private readonly options: SupervisorOptions) {
+    this.reservation = reservePort(options.hostname, options.port);
+    const cpus = allowedCpus();
+    this.slots = Array.from({ length: count }, (_, index) => {
+      const cpu = cpus[index % cpus.length];
+      return {
+        assignment: { index, cpu, node: nodeOfCpu(cpu), port: this.reservation.port },
+        worker: undefined, exited: Promise.resolve(), stats: undefined, restarts: [],
+        served: false, givenUp: false, cause: "",
+      };
+    });
+    const ready = this.startAll();
+    ready.catch(() => {}); // callers may never await it; failures also stop the workers
+    this.server = {
+      port: this.reservation.port,
+      hostname: options.hostname,
+      ready,
+      threads: count,
+      stop: (graceful = true) => this.stop(graceful),
+      stats: () => sumStats(this.slots.map((slot) => slot.stats).filter((s) => s !== undefined)),
+    };
+  }
+
+  /** Resolves once every worker is ready; rejects when one fails (stopping the rest) or stop() came first. */
+  private async startAll(): Promise<void> {
+    try {
+      for (const slot of this.slots) await this.start(slot);
+    } catch (error) {
+      if (this.stopRequested) throw new Error(STOPPED_BEFORE_READY);
+      void this.stop(false);
+      throw error;
+    }
+    if (this.stopRequested) throw new Error(STOPPED_BEFORE_READY);
+  }
+
+  private start(slot: Slot): Promise<void> {
+    const started = this.startQueue.then(() => this.launch(slot));
+    this.startQueue = started.catch(() => {});
+    return started;
+  }
+
+  /** Start the slot's worker: resolves once it is ready, rejects if it fails or exits first. */
+  private launch(slot: Slot): Promise<void> {
+    if (this.stopRequested) return Promise.reject(new Error(STOPPED_BEFORE_READY));
     const worker = new Worker(Bun.main, { workerData: { hioload: slot.assignment } });
     slot.worker = worker;
-    worker.on("message", (message: FromWorker) => {
-      if (message.type === "ready") {
-        slot.served = true;
-        resolve();
-      }
-      else if (message.type === "failed") reject(new Error(`worker ${slot.assignment.index}: ${message.message}`));
-      else if (message.type === "stats") slot.stats = message.stats;
+    slot.cause = "";
+    slot.exited = new Promise((resolve) => worker.once("exit", () => resolve()));
+    const index = slot.assignment.index;
+    return new Promise((resolve, reject) => {
+      worker.on("message", (message: FromWorker) => {
+        if (message.type === "ready") {
+          slot.served = true;
+          resolve();
+        } else if (message.type === "failed") {
+          slot.cause = message.message;
+          reject(new Error(`worker ${index}: ${message.message}`));
+        } else {
+          this.onReport(slot, worker, message);
+        }
+      });
+      worker.on("error", (error) => (slot.cause = oneLine(error))); // an uncaught exception
+      worker.on("exit", (code) => {
+        reject(new Error(`worker ${index} exited (${code}) before it was ready${because(slot.cause)}`));
+        this.onExit(slot, worker, code);
+      });
     });
-    worker.on("error", (error) => reject(error));
-    worker.on("exit", (code) => {
-      slot.worker = undefined;
-      reject(new Error(`worker ${slot.assignment.index} exited (${code}) before it was ready`));
-      if (stopping === undefined && slot.served) restart(slot, code);
-    });
-  });
+  }
 
-  const restart = (slot: Slot, code: number): void => {
-    const now = Date.now();
-    slot.restarts = slot.restarts.filter((at) => now - at < 60_000);
-    if (slot.restarts.length >= RESTARTS_PER_MINUTE_MAX) {
-      console.error(`hioload-ws: worker ${slot.assignment.index} keeps dying; not restarting it`);
+  private onReport(slot: Slot, worker: Worker, message: FromWorker): void {
+    if (message.type === "stats") slot.stats = message.stats;
+    else if (message.type === "crashed") slot.cause = message.message;
+    else if (message.type === "stopped") terminate(worker); // its server is gone; app timers would keep it
+  }
+
+  private onExit(slot: Slot, worker: Worker, code: number): void {
+    if (slot.worker === worker) slot.worker = undefined;
+    // Stopping, or a first start that failed: startAll reports that one through `ready`.
+    if (this.stopRequested || !slot.served) return;
+    this.restartOrGiveUp(slot, code);
+  }
+
+  private restartOrGiveUp(slot: Slot, code: number): void {
+    const { index, cpu } = slot.assignment;
+    const death = `hioload-ws: worker ${index} on CPU ${cpu} exited (${code})${because(slot.cause)}`;
+    if (!this.takeRestart(slot)) {
+      slot.givenUp = true;
+      console.error(`${death}; restarted ${RESTARTS_PER_MINUTE_MAX} times within a minute already: not restarting it`);
+      if (this.slots.every((each) => each.givenUp)) this.failProcess();
       return;
     }
+    console.error(`${death}; restarting it`);
+    this.start(slot).catch(() => {}); // a restart that fails ends in onExit again, which decides
+  }
+
+  /** Count a restart, unless the slot has used up this minute's share. */
+  private takeRestart(slot: Slot): boolean {
+    const now = Date.now();
+    slot.restarts = slot.restarts.filter((at) => now - at < 60_000);
+    if (slot.restarts.length >= RESTARTS_PER_MINUTE_MAX) return false;
     slot.restarts.push(now);
-    console.error(`hioload-ws: worker ${slot.assignment.index} on CPU ${slot.assignment.cpu} ` +
-      `exited (${code}); restarting it`);
-    start(slot).catch((error) => console.error("hioload-ws: restart failed:", error));
-  };
+    return true;
+  }
 
-  (async () => {
-    for (const slot of slots) await start(slot); // one at a time (see module comment)
-    readyResolve();
-  })().catch((error) => {
-    readyReject(error);
-    void stop(false);
-  });
+  /**
+   * No worker is left and none may be restarted: the port is served by nobody. Neither idle
+   * on nor exit 0 (both look healthy to a process manager): say so and exit with code 1.
+   */
+  private failProcess(): void {
+    console.error(`hioload-ws: no worker is left serving port ${this.reservation.port}; exiting with code 1`);
+    process.exitCode = 1;
+    void this.stop(false).finally(() => process.exit(1));
+  }
 
-  const stop = (graceful = true): Promise<void> => {
-    stopping ??= (async () => {
-      await Promise.all(slots.map((slot) => new Promise<void>((resolve) => {
-        const worker = slot.worker;
-        if (worker === undefined) return resolve();
-        worker.once("exit", () => resolve());
-        worker.postMessage({ type: "stop", graceful } satisfies ToWorker);
-      })));
-      closeSocket(reservation.fd);
-    })();
-    return stopping;
-  };
+  private stop(graceful: boolean): Promise<void> {
+    if (this.stopping === undefined) {
+      this.stopRequested = true;
+      this.stopping = this.stopWorkers(graceful);
+    } else if (!graceful) {
+      this.escalate();
+    }
+    return this.stopping;
+  }
 
-  return {
-    port: reservation.port,
-    hostname,
-    ready,
-    threads: count,
-    stop,
-    stats: () => sumStats(slots.map((slot) => slot.stats).filter((s) => s !== undefined)),
-  };
+  /** Every worker stops and reports (then is terminated) or is terminated at the deadline; then the port is released. */
+  private async stopWorkers(graceful: boolean): Promise<void> {
+    this.tellWorkers({ type: "stop", graceful });
+    this.terminateStragglersIn((graceful ? this.options.closeTimeoutMs : 0) + STOP_MARGIN_MS);
+    await Promise.all(this.slots.map((slot) => slot.exited));
+    clearTimeout(this.stragglerTimer);
+    closeSocket(this.reservation.fd);
+  }
+
+  /** stop(false) after a graceful stop(): the workers abort their connections now. */
+  private escalate(): void {
+    this.tellWorkers({ type: "stop", graceful: false });
+    this.terminateStragglersIn(STOP_MARGIN_MS);
+  }
+
+  private tellWorkers(message: ToWorker): void {
+    for (const slot of this.slots) slot.worker?.postMessage(message);
+  }
+
+  /** Terminate the workers that have not exited `ms` from now (the deadline only ever moves earlier). */
+  private terminateStragglersIn(ms: number): void {
+    const deadline = performance.now() + ms;
+    if (deadline >= this.stragglerDeadline) return;
+    this.stragglerDeadline = deadline;
+    clearTimeout(this.stragglerTimer);
+    this.stragglerTimer = setTimeout(() => this.terminateStragglers(), ms);
+  }
+
+  private terminateStragglers(): void {
+    for (const slot of this.slots) {
+      if (slot.worker === undefined) continue;
+      console.error(`hioload-ws: worker ${slot.assignment.index} did not stop in time; terminating it`);
+      terminate(slot.worker);
+    }
+  }
+}
+
+function terminate(worker: Worker): void {
+  worker.terminate().catch(() => {}); // it is going either way
+}
+
+function because(cause: string): string {
+  return cause === "" ? "" : `: ${cause}`;
 }
 
 /** The workers' latest reports added up (counts summed; backend and memory kind from the first). */

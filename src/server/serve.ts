@@ -49,7 +49,9 @@ export function serve<T = undefined>(options: ServeOptions<T>): Server {
   const threads = threadCount(options.threads);
   if (threads > 0) {
     const resolved = resolveOptions(options);
-    return superviseWorkers(threads, resolved.hostname, resolved.port);
+    return superviseWorkers(threads, {
+      hostname: resolved.hostname, port: resolved.port, closeTimeoutMs: resolved.closeTimeoutMs,
+    });
   }
   return serveHere(options).server;
 }
