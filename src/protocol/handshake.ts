@@ -6,7 +6,12 @@
  * Decisions:
  * - `isUpgradeRequest` looks only at `Upgrade: websocket`, whatever the method, so a POST
  *   that asks for WebSocket gets a clear 405 instead of reaching the fetch hook.
- * - A method other than GET: 405 with `Allow: GET` (RFC 9110 §15.5.6 requires Allow).
+ * - HTTP/1.0: 400, checked first (RFC 6455 §4.2.1 asks for HTTP/1.1 or higher). RFC 9110
+ *   §7.8 would have a server ignore Upgrade in an HTTP/1.0 request, which would hand the
+ *   `fetch` hook a WebSocket request it cannot honour; refusing tells the client why. Only
+ *   the upgrade is refused: plain HTTP/1.0 requests are served.
+ * - A method other than GET (exactly: methods are case-sensitive, so `get` too): 405 with
+ *   `Allow: GET` (RFC 9110 §15.5.6 requires Allow).
  * - Sec-WebSocket-Version missing or not 13: 426 with `Sec-WebSocket-Version: 13` (RFC 6455
  *   §4.4) and `Upgrade: websocket` (RFC 9110 §15.5.22 requires Upgrade in a 426). Checked
  *   before the key, so a client speaking an old draft is told which version to use.
@@ -75,6 +80,11 @@ const E = HttpErrorCode;
 const REJECT_METHOD = rejection(405, E.METHOD_NOT_ALLOWED, "WebSocket upgrade requires GET", {
   Allow: "GET",
 });
+const REJECT_HTTP10 = rejection(
+  400,
+  E.UPGRADE_NEEDS_HTTP11,
+  "WebSocket upgrade requires HTTP/1.1",
+);
 const REJECT_HOST = rejection(400, E.BAD_HOST, "Host header field is required");
 const REJECT_UPGRADE = rejection(
   400,
@@ -126,6 +136,7 @@ export function isUpgradeRequest(request: HttpRequest): boolean {
  */
 export function validateUpgrade(request: HttpRequest, into?: UpgradeAccepted): UpgradeValidation {
   const headers = request.headers;
+  if (request.version !== "1.1") return REJECT_HTTP10;
   if (request.method !== "GET") return REJECT_METHOD;
   if (!headers.has(HOST)) return REJECT_HOST;
   if (!listHasToken(headers.get(UPGRADE), "websocket")) return REJECT_UPGRADE;

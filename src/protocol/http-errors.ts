@@ -8,7 +8,7 @@
 export const HttpErrorCode = {
   /** Request line is not `method SP request-target SP HTTP-version CRLF` (RFC 9112 §3). */
   BAD_REQUEST_LINE: "WS_ERR_HTTP_BAD_REQUEST_LINE",
-  /** Well-formed HTTP-version other than HTTP/1.1 (RFC 9110 §15.6.6: 505). */
+  /** Well-formed HTTP-version other than HTTP/1.1 and HTTP/1.0 (RFC 9110 §15.6.6: 505). */
   VERSION_NOT_SUPPORTED: "WS_ERR_HTTP_VERSION_NOT_SUPPORTED",
   /** Request-target longer than the header byte limit allows (RFC 9112 §3: 414). */
   URI_TOO_LONG: "WS_ERR_HTTP_URI_TOO_LONG",
@@ -37,6 +37,12 @@ export const HttpErrorCode = {
   /** Malformed chunked framing (RFC 9112 §7.1). */
   BAD_CHUNK: "WS_ERR_HTTP_BAD_CHUNK",
 
+  // Building the Web Request a hook receives (web-request.ts).
+  /** A method the Web Request cannot carry as sent (RFC 9110 §9.1: 501), see web-request.ts. */
+  METHOD_NOT_IMPLEMENTED: "WS_ERR_HTTP_METHOD_NOT_IMPLEMENTED",
+  /** Host (or an absolute-form target) that the WHATWG URL parser refuses (400). */
+  BAD_URL: "WS_ERR_HTTP_BAD_URL",
+
   // RFC 6455 §4.2.1 handshake checks (validateUpgrade).
   /** Upgrade handshake with a method other than GET (405 with Allow: GET). */
   METHOD_NOT_ALLOWED: "WS_ERR_HTTP_METHOD_NOT_ALLOWED",
@@ -52,6 +58,8 @@ export const HttpErrorCode = {
   BAD_WEBSOCKET_PROTOCOL: "WS_ERR_HTTP_BAD_WEBSOCKET_PROTOCOL",
   /** An upgrade request that carries a body. */
   UPGRADE_WITH_BODY: "WS_ERR_HTTP_UPGRADE_WITH_BODY",
+  /** An upgrade request over HTTP/1.0 (RFC 6455 §4.2.1 asks for HTTP/1.1 or higher: 400). */
+  UPGRADE_NEEDS_HTTP11: "WS_ERR_HTTP_UPGRADE_NEEDS_HTTP11",
 } as const;
 
 export type HttpErrorCode = (typeof HttpErrorCode)[keyof typeof HttpErrorCode];

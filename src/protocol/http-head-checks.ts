@@ -1,7 +1,8 @@
 /**
  * Checks on a decoded request head that HTTP/1.1 requires of every request (RFC 9112): the
- * request-target form, the Host field, and how the body is delimited. Each returns an
- * HttpError (a shared constant) or a plain value, so the failure path allocates nothing.
+ * request-target form, the Host field (its syntax too, RFC 3986), and how the body is
+ * delimited. Each returns an HttpError (a shared constant) or a plain value, so the failure
+ * path allocates nothing.
  */
 import {
   badRequest, ERR_TARGET, HttpErrorCode, httpError, type HttpError,
@@ -31,6 +32,10 @@ const ERR_TE_WITH_LENGTH = badRequest(
 const ERR_TE_NOT_CHUNKED = badRequest(
   E.BAD_TRANSFER_ENCODING,
   "chunked must be the final transfer coding, and only once",
+);
+const ERR_TE_IN_HTTP10 = badRequest(
+  E.BAD_TRANSFER_ENCODING,
+  "Transfer-Encoding in an HTTP/1.0 request",
 );
 const ERR_TE_UNSUPPORTED = httpError(
   501,
@@ -86,29 +91,162 @@ function isAbsoluteUri(target: string): boolean {
 }
 
 /**
- * RFC 3986 authority without userinfo: unreserved, pct-encoded, sub-delims, ":" and the
- * brackets of an IP-literal. "/", "?", "#", "@" and whitespace would let a Host value
- * reshape the URL built from it (see web-request.ts), so they are refused here.
+ * RFC 9112 §3.2: one Host, whose value is the target URI's authority without userinfo,
+ * `host [":" port]` (RFC 3986 §3.2.2, §3.2.3), or empty. HTTP/1.1 requires the field; an
+ * HTTP/1.0 client may leave it out (`required` false). A malformed value is refused here,
+ * before the URL of a Web Request is built from it (web-request.ts), so it is the client's
+ * 400 and not our failure.
  */
-const HOST_CHAR = new Uint8Array(256);
-for (const char of "-._~%!$&'()*+,;=:[]0123456789") HOST_CHAR[char.charCodeAt(0)] = 1;
-for (let letter = 0; letter < 26; letter++) {
-  HOST_CHAR[0x41 + letter] = 1;
-  HOST_CHAR[0x61 + letter] = 1;
-}
-
-/** RFC 9112 §3.2: exactly one Host, whose value is a URI authority (host [":" port]). */
 export function checkHost(
   headers: ReadonlyMap<string, string>,
   repeated: ReadonlySet<string>,
+  required: boolean,
 ): HttpError | null {
   const host = headers.get(HOST);
-  if (host === undefined) return ERR_HOST_MISSING;
+  if (host === undefined) return required ? ERR_HOST_MISSING : null;
   if (repeated.has(HOST)) return ERR_HOST_REPEATED;
-  for (let i = 0; i < host.length; i++) {
-    if (HOST_CHAR[host.charCodeAt(i)] !== 1) return ERR_HOST_VALUE;
+  return host.length === 0 || isAuthority(host) ? null : ERR_HOST_VALUE;
+}
+
+/**
+ * RFC 9112 §6.1: a Transfer-Encoding in an HTTP/1.0 request means its framing is faulty (an
+ * HTTP/1.0 recipient would not decode it, so a proxy and we could disagree on the body).
+ */
+export function checkHttp10Framing(headers: ReadonlyMap<string, string>): HttpError | null {
+  return headers.has(TRANSFER_ENCODING) ? ERR_TE_IN_HTTP10 : null;
+}
+
+/** unreserved / sub-delims (RFC 3986 §2.2, §2.3): the characters of a reg-name besides "%". */
+const REG_NAME_CHAR = new Uint8Array(256);
+for (const char of "-._~!$&'()*+,;=0123456789") REG_NAME_CHAR[char.charCodeAt(0)] = 1;
+for (let letter = 0; letter < 26; letter++) {
+  REG_NAME_CHAR[0x41 + letter] = 1;
+  REG_NAME_CHAR[0x61 + letter] = 1;
+}
+const COLON = 0x3a;
+const OPEN_BRACKET = 0x5b;
+const PERCENT = 0x25;
+const DOT = 0x2e;
+const PORT_MAX = 65535;
+
+/**
+ * `host [":" port]` with a non-empty host (an http URI has one, RFC 9110 §4.2.1). IPv4address
+ * is spelled with reg-name characters, so the reg-name rule covers it. Decisions: IPvFuture
+ * ("[v1.x]") is refused, as no client sends it and the URL standard cannot parse it; a port
+ * is digits up to 65535 (a TCP port; the URL standard refuses more).
+ */
+function isAuthority(value: string): boolean {
+  const hostEnd = value.charCodeAt(0) === OPEN_BRACKET ? ipLiteralEnd(value) : regNameEnd(value);
+  if (hostEnd <= 0) return false;
+  if (hostEnd === value.length) return true;
+  return value.charCodeAt(hostEnd) === COLON && isPort(value, hostEnd + 1);
+}
+
+/** Where the reg-name at the start of `value` ends (its length), or -1 if malformed. */
+function regNameEnd(value: string): number {
+  let i = 0;
+  while (i < value.length) {
+    const code = value.charCodeAt(i);
+    if (code === COLON) return i;
+    if (code === PERCENT) {
+      // pct-encoded = "%" HEXDIG HEXDIG
+      if (!isHexDigit(value.charCodeAt(i + 1)) || !isHexDigit(value.charCodeAt(i + 2))) return -1;
+      i += 3;
+    } else if (code < 256 && REG_NAME_CHAR[code] === 1) {
+      i++;
+    } else {
+      return -1;
+    }
   }
-  return null;
+  return i;
+}
+
+/** "[" IPv6address "]" at the start of `value`: the index after "]", or -1. */
+function ipLiteralEnd(value: string): number {
+  const close = value.indexOf("]");
+  if (close < 0 || !isIpv6(value, 1, close)) return -1;
+  return close + 1;
+}
+
+/**
+ * RFC 3986 §3.2.2 IPv6address in `text[start, end)`: eight groups of 1-4 hex digits, or fewer
+ * around one "::", the last two groups optionally written as an IPv4address.
+ */
+function isIpv6(text: string, start: number, end: number): boolean {
+  let i = start;
+  let groups = 0;
+  let elided = false;
+  if (text.charCodeAt(i) === COLON) {
+    if (text.charCodeAt(i + 1) !== COLON) return false;
+    elided = true;
+    i += 2;
+  }
+  while (i < end) {
+    let digitsEnd = i;
+    while (digitsEnd < end && digitsEnd - i < 5 && isHexDigit(text.charCodeAt(digitsEnd))) {
+      digitsEnd++;
+    }
+    if (digitsEnd < end && text.charCodeAt(digitsEnd) === DOT) {
+      // The IPv4 form of the last 32 bits: nothing may follow it.
+      if (!isIpv4(text, i, end)) return false;
+      groups += 2;
+      break;
+    }
+    const digits = digitsEnd - i;
+    if (digits === 0 || digits > 4) return false;
+    groups++;
+    i = digitsEnd;
+    if (i === end) break;
+    if (text.charCodeAt(i) !== COLON) return false;
+    i++;
+    if (text.charCodeAt(i) === COLON) {
+      if (elided) return false; // "::" at most once
+      elided = true;
+      i++;
+    } else if (i === end) {
+      return false; // a group must follow a single ":"
+    }
+  }
+  return elided ? groups <= 7 : groups === 8;
+}
+
+/** dec-octet "." dec-octet "." dec-octet "." dec-octet (RFC 3986 §3.2.2) in `text[start, end)`. */
+function isIpv4(text: string, start: number, end: number): boolean {
+  let i = start;
+  for (let octet = 0; octet < 4; octet++) {
+    if (octet > 0) {
+      if (text.charCodeAt(i) !== DOT) return false;
+      i++;
+    }
+    const first = i;
+    let value = 0;
+    while (i < end && i - first < 3 && isDigit(text.charCodeAt(i))) {
+      value = value * 10 + (text.charCodeAt(i) - 0x30);
+      i++;
+    }
+    const digits = i - first;
+    // dec-octet has no leading zero ("01") and stops at 255.
+    if (digits === 0 || value > 255 || (digits > 1 && text.charCodeAt(first) === 0x30)) {
+      return false;
+    }
+  }
+  return i === end;
+}
+
+/** port = *DIGIT (RFC 3986 §3.2.3) from `start` to the end, at most PORT_MAX. */
+function isPort(text: string, start: number): boolean {
+  let value = 0;
+  for (let i = start; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (!isDigit(code)) return false;
+    value = value * 10 + (code - 0x30);
+    if (value > PORT_MAX) return false;
+  }
+  return true;
+}
+
+function isHexDigit(code: number): boolean {
+  return isDigit(code) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x66);
 }
 
 /** Only exactly "chunked" is accepted (RFC 9112 §6.1, §6.3 item 4). */

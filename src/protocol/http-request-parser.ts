@@ -23,9 +23,12 @@
  * `reset()`, so a pooled parser allocates neither again.
  *
  * Decisions where RFC 9110/9112 leave a choice:
- * - Only HTTP/1.1 is served. A well-formed other version (HTTP/1.0, HTTP/2.0) gets 505
- *   (RFC 9110 §15.6.6); WebSocket needs HTTP/1.1 or higher (RFC 6455 §4.2.1) and an
- *   HTTP/1.0 request has no Host rule to rely on. A malformed version gets 400.
+ * - HTTP/1.1 and HTTP/1.0 are read (`version` says which). HTTP/1.0 is there for plain
+ *   requests such as load balancers' health checks (HAProxy's `option httpchk` sends
+ *   `OPTIONS / HTTP/1.0` without Host): Host is optional for it, and a Transfer-Encoding is
+ *   faulty framing (400, RFC 9112 §6.1). A WebSocket upgrade over HTTP/1.0 is refused later
+ *   (handshake.ts). Every other well-formed version (HTTP/1.2, HTTP/2.0) gets 505
+ *   (RFC 9110 §15.6.6); a malformed one 400.
  * - Lines must end with CRLF. A bare LF is rejected with 400 (RFC 9112 §2.2 makes accepting
  *   it optional; refusing keeps us from parsing a request differently than a proxy in front
  *   of us). A CR without LF is a 400 too. Empty lines before the request line are skipped
@@ -36,7 +39,8 @@
  *   Crossing it inside the request-target gives 414 (RFC 9112 §3), inside the method or
  *   version 400, inside the header fields 431 (RFC 6585 §5).
  * - Repeated field lines are joined with ", " (RFC 9110 §5.3); Cookie with "; " (its own
- *   separator, RFC 6265 §5.4). Host must appear exactly once (RFC 9112 §3.2).
+ *   separator, RFC 6265 §5.4). Host must appear exactly once in HTTP/1.1 (at most once in
+ *   HTTP/1.0) and be `host [":" port]` by RFC 3986, or empty (RFC 9112 §3.2).
  * - Body: Content-Length (a list of identical values is accepted, RFC 9110 §8.6) or
  *   Transfer-Encoding: chunked, decoded and bounded by maxBodyBytes (413). Both together: 400
  *   (RFC 9112 §6.1 smuggling defence). Chunked not last or twice: 400. Any other coding: 501.
@@ -51,6 +55,7 @@ import {
   CHUNKED_BODY,
   NO_BODY,
   checkHost,
+  checkHttp10Framing,
   checkTargetForm,
   requestBodyLength,
 } from "./http-head-checks.ts";
@@ -102,10 +107,15 @@ export interface HttpRequestParserOptions {
   reuseRequest?: boolean;
 }
 
+/** The HTTP versions the parser reads (see the module comment). */
+export type HttpVersion = "1.0" | "1.1";
+
 /** A parsed request. Strings are Latin-1 decoded; header names are lower case. */
 export interface HttpRequest {
   /** Case-sensitive, as sent (RFC 9110 §9.1). */
   readonly method: string;
+  /** From the request line: "1.1", or "1.0" (no Host needed; no WebSocket upgrade). */
+  readonly version: HttpVersion;
   /** The request-target as sent: "/path?query", an absolute URI, "*" or an authority. */
   readonly target: string;
   /** Lower-case name → value, OWS trimmed; repeated lines joined with ", " ("; " for cookie). */
@@ -186,7 +196,8 @@ const E = HttpErrorCode;
 const ERR_METHOD = badRequest(E.BAD_REQUEST_LINE, "invalid method (not an HTTP request?)");
 const ERR_REQUEST_LINE = badRequest(E.BAD_REQUEST_LINE, "malformed request line");
 const ERR_VERSION_SYNTAX = badRequest(E.BAD_REQUEST_LINE, "invalid HTTP version");
-const ERR_VERSION = httpError(505, E.VERSION_NOT_SUPPORTED, "only HTTP/1.1 is supported");
+const ERR_VERSION = httpError(505, E.VERSION_NOT_SUPPORTED,
+  "only HTTP/1.1 and HTTP/1.0 are supported");
 const ERR_REQUEST_LINE_TOO_LONG = badRequest(E.BAD_REQUEST_LINE, "request line too long");
 const ERR_URI_TOO_LONG = httpError(414, E.URI_TOO_LONG, "request-target too long");
 const ERR_HEADERS_TOO_LARGE = httpError(431, E.HEADERS_TOO_LARGE, "header fields too large");
@@ -218,6 +229,7 @@ export class HttpRequestParser {
   private failure: HttpError | null = null;
   private parsed: HttpRequest | null = null;
   private method = "";
+  private version: HttpVersion = "1.1";
   private target = "";
   private headers: ReadonlyMap<string, string> = NO_HEADERS;
   private repeatedNames: ReadonlySet<string> = NO_NAMES;
@@ -244,8 +256,8 @@ export class HttpRequestParser {
     if (options.reuseRequest === true) {
       this.reusedHeaders = new HeaderFields(this.reusedPairs, 0);
       this.reused = {
-        method: "", target: "", headers: this.reusedHeaders, repeatedHeaderNames: NO_NAMES,
-        body: null, chunked: false,
+        method: "", version: "1.1", target: "", headers: this.reusedHeaders,
+        repeatedHeaderNames: NO_NAMES, body: null, chunked: false,
       };
     }
   }
@@ -286,6 +298,7 @@ export class HttpRequestParser {
     this.bodyReceived = 0;
     this.chunkedDecoder = null;
     this.method = "";
+    this.version = "1.1";
     this.target = "";
     this.headers = NO_HEADERS;
     this.repeatedNames = NO_NAMES;
@@ -300,6 +313,7 @@ export class HttpRequestParser {
     this.reusedHeaders!.reassign(pairs, 0);
     const request = this.reused!;
     request.method = "";
+    request.version = "1.1";
     request.target = "";
     request.repeatedHeaderNames = NO_NAMES;
     request.body = null;
@@ -551,7 +565,9 @@ export class HttpRequestParser {
       headers.reassign(pairs, length);
     }
     const repeatedNames = repeated ?? NO_NAMES;
-    const framingError = checkHost(headers, repeatedNames) ?? this.chooseBody(headers);
+    const isHttp10 = this.version === "1.0";
+    const framingError = checkHost(headers, repeatedNames, !isHttp10) ??
+      (isHttp10 ? checkHttp10Framing(headers) : null) ?? this.chooseBody(headers);
     if (framingError !== null) return this.fail(framingError);
     this.method = method;
     this.target = target;
@@ -559,7 +575,10 @@ export class HttpRequestParser {
     this.repeatedNames = repeatedNames;
   }
 
-  /** null for HTTP/1.1; 505 for another well-formed HTTP-version (RFC 9112 §2.3); else 400. */
+  /**
+   * Sets `version` for HTTP/1.1 and HTTP/1.0 and returns null; 505 for another well-formed
+   * HTTP-version (RFC 9112 §2.3); else 400.
+   */
   private checkVersion(): HttpError | null {
     const head = decodeScratch;
     const at = this.targetEnd + 1;
@@ -574,7 +593,12 @@ export class HttpRequestParser {
       head[at + 6] === 0x2e && // .
       isDigit(head[at + 7] as number);
     if (!isWellFormed) return ERR_VERSION_SYNTAX;
-    return head[at + 5] === 0x31 && head[at + 7] === 0x31 ? null : ERR_VERSION;
+    if (head[at + 5] !== 0x31) return ERR_VERSION; // major version 1 only
+    const minor = head[at + 7];
+    if (minor === 0x31) this.version = "1.1";
+    else if (minor === 0x30) this.version = "1.0";
+    else return ERR_VERSION;
+    return null;
   }
 
   /** The OWS-trimmed value of a field line; `name` is its interned name, if it has one. */
@@ -639,6 +663,7 @@ export class HttpRequestParser {
     if (reused === null) {
       this.parsed = {
         method: this.method,
+        version: this.version,
         target: this.target,
         headers: this.headers,
         repeatedHeaderNames: this.repeatedNames,
@@ -647,6 +672,7 @@ export class HttpRequestParser {
       };
     } else {
       reused.method = this.method;
+      reused.version = this.version;
       reused.target = this.target;
       reused.headers = this.headers;
       reused.repeatedHeaderNames = this.repeatedNames;

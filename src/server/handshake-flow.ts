@@ -2,6 +2,9 @@
  * One connection before it is a WebSocket: feed the HTTP parser, then either answer a plain
  * request (the user's `fetch`, else 426), refuse a bad upgrade (400/426/431...), or run the
  * user's `upgrade` hook (possibly async: the connection is paused meanwhile) and send 101.
+ * A request the hooks' Web Request cannot stand for exactly (a method it would rewrite, a URL
+ * it refuses) is answered 501/400 before any hook runs. When the handshake deadline passes
+ * first, a started request gets 408 (see timedOut).
  *
  * Memory: whatever a handshake allocates stays in RSS until the next collection, and a burst
  * of handshakes comes before any (measured: ~3 KiB per connection at 5,000 connections before
@@ -23,6 +26,7 @@ import {
 import {
   build101Response, buildErrorResponse, serializeResponse, write101Response,
 } from "../protocol/http-response.ts";
+import type { HttpError } from "../protocol/http-errors.ts";
 import { toWebRequest } from "../protocol/web-request.ts";
 import { concatBytes } from "../protocol/bytes.ts";
 import type { ServerCore } from "./server-core.ts";
@@ -73,12 +77,27 @@ export class HandshakeState<T> {
   }
 
   /**
-   * The handshake deadline (closeTimeout) passed. Returns true when this answered the
-   * client (and closes gracefully), so the core gives it one more deadline before an abort;
-   * false to have the core abort the connection now.
+   * The handshake deadline (closeTimeout) passed. Returns true when this closes gracefully
+   * (FIN after the flush), so the core gives it one more deadline before an abort; false to
+   * have the core abort (RST) now.
+   *
+   * - Part of a request arrived (a slow or stalled client, slowloris): 408 with
+   *   `Connection: close` (RFC 9110 §15.5.9), then close.
+   * - Nothing arrived: close without a response, as nginx does (Apache sends a 408). Such a
+   *   connection is most often a browser's speculative preconnect or a port probe: nothing
+   *   was asked, and HTTP clients treat bytes that answer no request as an error (Go's
+   *   net/http logs an "unsolicited response"). The FIN is answer enough.
+   * - The request was parsed: a hook is still deciding, or our answer was sent and is still
+   *   not flushed (this is its second deadline). Either way the peer has had its time: abort.
    */
   timedOut(): boolean {
-    return false;
+    const parser = this.parser;
+    if (parser === null) return false;
+    const sawBytes = parser.headerBytes > 0;
+    this.releaseParser();
+    if (sawBytes) this.respond(buildErrorResponse(408, "request timeout"));
+    else this.core.handshakeDone(this.conn);
+    return true;
   }
 
   /** The connection closed before the handshake finished. */
@@ -151,15 +170,20 @@ export class HandshakeState<T> {
   // The closures live in these two methods, not in handle(): a function that creates
   // closures allocates its scope on every call, whichever branch it takes.
   private runFetch(request: HttpRequest): void {
+    const webRequest = this.webRequestOrRefuse(request);
+    if (webRequest === null) return;
     const options = this.core.options;
-    this.runHook(() => options.fetch!(this.webRequest(request)),
-      (result) => this.respondWith(result as Response));
+    const method = request.method; // the parser reuses `request` once handle() returns
+    this.runHook(() => options.fetch!(webRequest),
+      (result) => this.respondWith(result as Response, method));
   }
 
   private runUpgrade(request: HttpRequest, upgrade: UpgradeAccepted,
     leftover: Uint8Array | undefined): void {
+    const webRequest = this.webRequestOrRefuse(request);
+    if (webRequest === null) return;
     const options = this.core.options;
-    this.runHook(() => options.upgrade!(this.webRequest(request)),
+    this.runHook(() => options.upgrade!(webRequest),
       (result) => this.decide(upgrade, result as HookResult<T>, leftover));
   }
 
@@ -235,12 +259,26 @@ export class HandshakeState<T> {
     return concatBytes(leftover === undefined ? held : [leftover, ...held]);
   }
 
-  private webRequest(request: HttpRequest): Request {
-    return toWebRequest(request, {
-      remoteAddress: this.core.transport.remoteAddress(this.conn),
-      secure: false,
-      hostFallback: this.core.options.hostname,
-    });
+  /**
+   * The Web Request for the hooks; null when the request was answered instead: 400/501 when
+   * no Request can stand for it exactly (the client's fault: nothing is logged), 500 when
+   * building it failed otherwise.
+   */
+  private webRequestOrRefuse(request: HttpRequest): Request | null {
+    let result: Request | HttpError;
+    try {
+      result = toWebRequest(request, {
+        remoteAddress: this.core.transport.remoteAddress(this.conn),
+        secure: false,
+        hostFallback: this.core.options.hostname,
+      });
+    } catch (error) {
+      this.hookFailed(error);
+      return null;
+    }
+    if (result instanceof Request) return result;
+    this.respond(buildErrorResponse(result.status, result.reason));
+    return null;
   }
 
   private hookFailed(error: unknown): void {
@@ -248,8 +286,9 @@ export class HandshakeState<T> {
     this.respond(buildErrorResponse(500, "internal server error"));
   }
 
-  private respondWith(response: Response): void {
-    serializeResponse(response).then(
+  /** `requestMethod`: a HEAD is answered without the body (its Content-Length is kept). */
+  private respondWith(response: Response, requestMethod = "GET"): void {
+    serializeResponse(response, { requestMethod }).then(
       (bytes) => {
         if (!this.abandoned) this.respond(bytes);
       },

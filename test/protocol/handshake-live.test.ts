@@ -44,6 +44,10 @@ async function answer(socket: Socket<Connection>, request: HttpRequest): Promise
   seenRequests.push(request);
   if (!isUpgradeRequest(request)) {
     const webRequest = toWebRequest(request, { hostFallback: "127.0.0.1" });
+    if (!(webRequest instanceof Request)) {
+      socket.end(buildErrorResponse(webRequest.status, webRequest.reason));
+      return;
+    }
     const response = await fetchHook(webRequest);
     socket.end(await serializeResponse(response, { requestMethod: request.method }));
     return;
@@ -163,7 +167,7 @@ describe("live handshakes", () => {
   });
 
   test("a malformed request gets the parser's status", async () => {
-    const response = await rawExchange("GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+    const response = await rawExchange("GET / HTTP/2.0\r\nHost: x\r\n\r\n");
     expect(response.startsWith("HTTP/1.1 505 HTTP Version Not Supported\r\n")).toBe(true);
   });
 });

@@ -159,6 +159,14 @@ describe("validateUpgrade rejects", () => {
     expect(rejected(upgradeRequest({}, "get /ws HTTP/1.1")).status).toBe(405);
   });
 
+  test("an HTTP/1.0 request with 400 (RFC 6455 §4.2.1 asks for HTTP/1.1 or higher)", () => {
+    const result = rejected(upgradeRequest({}, "GET /ws HTTP/1.0"));
+    expect(result).toMatchObject({ status: 400, code: E.UPGRADE_NEEDS_HTTP11 });
+    expect(result.reason).toContain("HTTP/1.1");
+    // Checked first: an HTTP/1.0 POST is told about the version, not about the method.
+    expect(rejected(upgradeRequest({}, "POST /ws HTTP/1.0")).code).toBe(E.UPGRADE_NEEDS_HTTP11);
+  });
+
   test("no websocket in Upgrade, no upgrade in Connection: 400", () => {
     expect(rejected(upgradeRequest({ Upgrade: "h2c" }))).toMatchObject({
       status: 400,

@@ -12,6 +12,7 @@ import {
   head,
   parseBytewise,
   parseInChunks,
+  parseRequest,
   parseWhole,
   type ParseOutcome,
 } from "./http-support.ts";
@@ -80,8 +81,32 @@ describe("request line", () => {
     expect(outcome.consumed).toBe(SIMPLE.length + 4);
   });
 
-  test("HTTP/1.0 and HTTP/2.0 get 505; malformed versions 400", () => {
-    expectError(head("GET / HTTP/1.0", "Host: h"), 505, E.VERSION_NOT_SUPPORTED);
+  test("HTTP/1.1 and HTTP/1.0 parse, and say which they are", () => {
+    expect(parseRequest(head("GET / HTTP/1.1", "Host: h")).version).toBe("1.1");
+    const old = head("GET /health HTTP/1.0", "Host: h");
+    expect(parseAllWays(old)).toMatchObject({ state: COMPLETE, method: "GET", target: "/health" });
+    expect(parseRequest(old).version).toBe("1.0");
+  });
+
+  test("HTTP/1.0 may leave Host out (RFC 9112 §3.2); once and well-formed if sent", () => {
+    expect(parseAllWays(head("OPTIONS / HTTP/1.0")).state).toBe(COMPLETE);
+    expect(parseAllWays(head("GET / HTTP/1.0", "User-Agent: HAProxy")).headers).toEqual([
+      ["user-agent", "HAProxy"],
+    ]);
+    expectError(head("GET / HTTP/1.0", "Host: a", "Host: a"), 400, E.BAD_HOST);
+    expectError(head("GET / HTTP/1.0", "Host: a:b:c"), 400, E.BAD_HOST);
+    expectError(head("GET / HTTP/1.1"), 400, E.BAD_HOST);
+  });
+
+  test("HTTP/1.0 with Transfer-Encoding is faulty framing: 400 (RFC 9112 §6.1)", () => {
+    const chunked = head("POST / HTTP/1.0", "Transfer-Encoding: chunked") + "0\r\n\r\n";
+    expectError(chunked, 400, E.BAD_TRANSFER_ENCODING);
+    const withLength = head("POST / HTTP/1.0", "Content-Length: 2") + "hi";
+    expect(parseAllWays(withLength).body).toEqual([0x68, 0x69]);
+  });
+
+  test("HTTP/1.2 and HTTP/2.0 get 505; malformed versions 400", () => {
+    expectError(head("GET / HTTP/1.2", "Host: h"), 505, E.VERSION_NOT_SUPPORTED);
     expectError(head("GET / HTTP/2.0", "Host: h"), 505, E.VERSION_NOT_SUPPORTED);
     expectError(head("PRI * HTTP/2.0") + "SM\r\n\r\n", 505, E.VERSION_NOT_SUPPORTED);
     for (const version of ["http/1.1", "HTTP/1.10", "HTTP/11", "HTTP/1.x", "HTTPS/1.1"]) {
@@ -196,6 +221,35 @@ describe("header fields", () => {
     }
     for (const host of ["", "[::1]:8080", "xn--bcher-kva.example", "a.b:80"]) {
       expect(parseAllWays(head("GET / HTTP/1.1", "Host: " + host)).state).toBe(COMPLETE);
+    }
+  });
+
+  test("Host is host [\":\" port] by RFC 3986 §3.2.2: malformed ones are 400", () => {
+    const malformed = [
+      "[", "]", "a]", "[::1", "::1", "[::1]x", "[::1]:x", "[]", "[:]", "[1::2::3]", "[::g]",
+      "[12345::]", "[1:2:3:4:5:6:7:8:9]", "[1:2:3:4:5:6:7]", "[::1.2.3]", "[::1.2.3.256]",
+      "[1.2.3.4]", "[v1.x]", "[::%31]", "a:b:c", "a:b", "a:8o", "a:-1", "a: 80", "a:99999",
+      "a:123456", ":80", ":", "%zz", "%", "%4", "a%g0", "a%2", "a[b]", "a|b", "a\"b", "a\\b",
+      "a^b", "a`b", "a{b", "a<b",
+    ];
+    for (const host of malformed) {
+      const outcome = parseWhole(bytesOf(head("GET / HTTP/1.1", "Host: " + host)));
+      expect({ host, status: outcome.status, code: outcome.code }).toEqual({
+        host, status: 400, code: E.BAD_HOST,
+      });
+    }
+  });
+
+  test("every RFC 3986 host form is accepted", () => {
+    const wellFormed = [
+      "a", "a:", "a:0", "a:65535", "A.B-C_D~E", "%41%62", "a!$&'()*+,;=b", "1.2.3.4",
+      "1.2.3.4:80", "[::]", "[::1]", "[::1]:80", "[fe80::1]", "[2001:DB8:0:0:8:800:200C:417A]",
+      "[1:2:3:4:5:6:7::]", "[::2:3:4:5:6:7:8]", "[1:2:3:4:5:6:1.2.3.4]", "[::ffff:1.2.3.4]:443",
+      "[1::]", "[1:2::3:4]",
+    ];
+    for (const host of wellFormed) {
+      const outcome = parseWhole(bytesOf(head("GET / HTTP/1.1", "Host: " + host)));
+      expect({ host, state: outcome.state }).toEqual({ host, state: COMPLETE });
     }
   });
 });
