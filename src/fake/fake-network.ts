@@ -219,7 +219,7 @@ export class FakeNetwork {
       // SO_REUSEPORT spreads connections over the listeners sharing a port.
       const pick = listeners.length === 1 ? 0 : this.prng.int(listeners.length);
       const entry = listeners[pick];
-      const server = entry.transport.acceptSocket(entry, client.localPort);
+      const server = entry.transport.acceptSocket(entry, client.transport.address, client.localPort);
       if (server === null) {
         // maxConnections reached: the fake refuses instead of accepting and resetting.
         this.faults.refusedOverLimit++;

@@ -27,6 +27,8 @@ export class FakeSocket {
   readonly listener: number;
   readonly localPort: number;
   remotePort: number;
+  /** The peer's IPv4 address, as remoteAddress reports it. */
+  readonly remoteHost: string;
   state: SocketState = SocketState.Connecting;
   peer: FakeSocket | null = null;
   paused = false;
@@ -51,6 +53,7 @@ export class FakeSocket {
     listener: number,
     localPort: number,
     remotePort: number,
+    remoteHost: string,
   ) {
     this.transport = transport;
     this.sendMemory = sendMemory;
@@ -59,6 +62,7 @@ export class FakeSocket {
     this.listener = listener;
     this.localPort = localPort;
     this.remotePort = remotePort;
+    this.remoteHost = remoteHost;
   }
 
   /** Still able to take part in traffic: onClose is neither due nor delivered. */

@@ -25,6 +25,11 @@ export interface FakeTransportOptions extends TransportOptions {
    * the view past the call reads garbage in tests; default true.
    */
   poisonAfterCallback?: boolean;
+  /**
+   * This transport's own IPv4 address: its peers see it in `remoteAddress` (one fake
+   * transport per simulated host). Default "127.0.0.1".
+   */
+  address?: string;
 }
 
 interface ListenerRecord {
@@ -37,6 +42,8 @@ export class FakeTransport implements Transport {
   readonly network: FakeNetwork;
   readonly recvBuffers: FakeRecvBuffers;
   readonly poisonAfterCallback: boolean;
+  /** What peers see as this end's address (without the port). */
+  readonly address: string;
   private readonly sendMemory: FakeSendMemory;
   private readonly maxConnections: number;
   /** Slot table: the connection id is the index. Grows up to maxConnections, never past it. */
@@ -68,6 +75,7 @@ export class FakeTransport implements Transport {
       options.sendChunkCount ?? 4096,
     );
     this.poisonAfterCallback = options.poisonAfterCallback ?? true;
+    this.address = options.address ?? "127.0.0.1";
     network.attach(this);
   }
 
@@ -103,7 +111,8 @@ export class FakeTransport implements Transport {
     if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) {
       throw new SystemError("connect", EINVAL, "port must be an integer in 1..65535");
     }
-    const socket = this.openSlot(handler, -1, this.network.ports.ephemeralPort(), port);
+    const socket = this.openSlot(handler, -1, this.network.ports.ephemeralPort(), port,
+      host === "localhost" ? "127.0.0.1" : host);
     // No free slot: answered like socket(2) over RLIMIT_NOFILE (see the report on the contract).
     if (socket === null) return -EMFILE;
     this.network.queueConnect(socket);
@@ -181,7 +190,7 @@ export class FakeTransport implements Transport {
 
   remoteAddress(conn: number): string {
     const socket = this.socketOf(conn);
-    return socket === null ? "" : `127.0.0.1:${socket.remotePort}`;
+    return socket === null ? "" : `${socket.remoteHost}:${socket.remotePort}`;
   }
 
   stats(): TransportStats {
@@ -253,8 +262,8 @@ export class FakeTransport implements Transport {
   // ---- used by the network's turn engine -------------------------------------------------------
 
   /** A server-side socket for a connect to `entry`, or null when maxConnections is reached. */
-  acceptSocket(entry: FakeListenerEntry, remotePort: number): FakeSocket | null {
-    const socket = this.openSlot(entry.handler, entry.listenerId, entry.port, remotePort);
+  acceptSocket(entry: FakeListenerEntry, remoteHost: string, remotePort: number): FakeSocket | null {
+    const socket = this.openSlot(entry.handler, entry.listenerId, entry.port, remotePort, remoteHost);
     if (socket === null) return null;
     socket.state = SocketState.Open;
     this.counters.accepted++;
@@ -314,13 +323,14 @@ export class FakeTransport implements Transport {
     listener: number,
     localPort: number,
     remotePort: number,
+    remoteHost: string,
   ): FakeSocket | null {
     let id: number;
     if (this.freeIds.length > 0) id = this.freeIds.pop()!;
     else if (this.slots.length < this.maxConnections) id = this.slots.push(null) - 1;
     else return null;
     const socket = new FakeSocket(
-      this, this.sendMemory, id, handler, listener, localPort, remotePort,
+      this, this.sendMemory, id, handler, listener, localPort, remotePort, remoteHost,
     );
     this.slots[id] = socket;
     this.counters.connections++;

@@ -38,12 +38,6 @@ export function writeSockaddrIn(target: Uint8Array, offset: number, host: string
   target[offset + 7] = d;
 }
 
-function formatSockaddrIn(source: Uint8Array, offset: number): string {
-  const port = (source[offset + 2] << 8) | source[offset + 3];
-  return `${source[offset + 4]}.${source[offset + 5]}.${source[offset + 6]}.` +
-    `${source[offset + 7]}:${port}`;
-}
-
 function setIntOption(fd: number, level: number, option: number, value: number): void {
   scratchView.setInt32(0, value, true);
   check("setsockopt", libc().setsockopt(fd, level, option, scratch, 4));
@@ -100,11 +94,27 @@ export function localPort(fd: number): number {
   return (scratch[2] << 8) | scratch[3];
 }
 
-/** "a.b.c.d:port" of the peer, or "" when the socket is not connected. */
-export function peerAddress(fd: number): string {
+/**
+ * An IPv4 endpoint as one number, `ip * 65536 + port` (48 bits: exact in a double), so a
+ * transport keeps a connection's peer in a Float64Array slot instead of a string; -1: none.
+ */
+export function peerEndpoint(fd: number): number {
   scratchView.setUint32(64, SOCKADDR_IN_SIZE, true);
-  if (libc().getpeername(fd, scratch, scratch.subarray(64)) !== 0) return "";
-  return formatSockaddrIn(scratch, 0);
+  if (libc().getpeername(fd, scratch, scratch.subarray(64)) !== 0) return -1;
+  return scratchView.getUint32(4, false) * 65536 + ((scratch[2] << 8) | scratch[3]);
+}
+
+/** The endpoint number of host:port (a UsageError WS_ERR_BAD_ADDRESS when host is no IPv4). */
+export function endpointOf(host: string, port: number): number {
+  const [a, b, c, d] = parseIpv4(host);
+  return (((a << 24) | (b << 16) | (c << 8) | d) >>> 0) * 65536 + port;
+}
+
+/** "a.b.c.d:port" of an endpoint number; "" for -1. */
+export function formatEndpoint(endpoint: number): string {
+  if (endpoint < 0) return "";
+  const ip = Math.floor(endpoint / 65536);
+  return `${ip >>> 24}.${(ip >>> 16) & 0xff}.${(ip >>> 8) & 0xff}.${ip & 0xff}:${endpoint % 65536}`;
 }
 
 export function setNoDelay(fd: number): void {

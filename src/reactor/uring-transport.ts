@@ -28,7 +28,8 @@ import { HeldBuffers } from "./held-buffers.ts";
 import { LoopScheduler } from "./loop-scheduler.ts";
 import { MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues } from "./send-queues.ts";
 import {
-  openListener, peerAddress, SOCKADDR_IN_SIZE, setResetOnClose, tcpSocket, writeSockaddrIn,
+  endpointOf, formatEndpoint, openListener, peerEndpoint, SOCKADDR_IN_SIZE, setResetOnClose,
+  tcpSocket, writeSockaddrIn,
 } from "./sockets.ts";
 import { ProvidedBufferRing } from "./uring-buf-ring.ts";
 import { UringRing } from "./uring-ring.ts";
@@ -100,6 +101,10 @@ export class UringTransport implements Transport {
   private pendingOps: Uint8Array;
   private listenerOf: Int32Array;
   private closeReasons: Int32Array;
+  /** The peer as an endpoint number (sockets.ts), kept from open until onClose returns. */
+  private peers: Float64Array;
+  /** The connection whose onClose runs now: its slot is free, its address still readable. */
+  private closingConn = -1;
   private handlers: (TransportHandler | undefined)[];
   private freeSlots: Int32Array;
   private freeSlotCount: number;
@@ -197,6 +202,7 @@ export class UringTransport implements Transport {
     this.pendingOps = new Uint8Array(initialSlots);
     this.listenerOf = new Int32Array(initialSlots).fill(-1);
     this.closeReasons = new Int32Array(initialSlots);
+    this.peers = new Float64Array(initialSlots).fill(-1);
     this.handlers = new Array<TransportHandler | undefined>(initialSlots).fill(undefined);
     this.freeSlots = new Int32Array(initialSlots);
     for (let i = 0; i < initialSlots; i++) this.freeSlots[i] = initialSlots - 1 - i;
@@ -262,6 +268,8 @@ export class UringTransport implements Transport {
 
   connect(host: string, port: number, handler: TransportHandler): number {
     this.assertLive();
+    // Everything that can throw comes before a slot or a descriptor is taken.
+    const peer = endpointOf(host, checkPort(port));
     const conn = this.allocateSlot();
     if (conn < 0) return -EMFILE;
     let fd: number;
@@ -272,6 +280,7 @@ export class UringTransport implements Transport {
       throw error;
     }
     this.openSlot(conn, fd, -1, handler, CONNECTING);
+    this.peers[conn] = peer;
     const offset = this.sockaddrBase + conn * SOCKADDR_IN_SIZE;
     writeSockaddrIn(this.metaRegion.viewRange(offset, offset + SOCKADDR_IN_SIZE), 0, host, port);
     this.sqe.prepConnect(this.takeSqe(), fd, this.metaRegion.pointer + offset, SOCKADDR_IN_SIZE,
@@ -352,7 +361,8 @@ export class UringTransport implements Transport {
   }
 
   remoteAddress(conn: number): string {
-    return this.states[conn] === FREE ? "" : peerAddress(this.fds[conn]);
+    if (this.states[conn] === FREE && conn !== this.closingConn) return "";
+    return formatEndpoint(this.peers[conn]);
   }
 
   private allocateSlot(): number {
@@ -374,6 +384,7 @@ export class UringTransport implements Transport {
     this.pendingOps = grown(this.pendingOps, slots);
     this.listenerOf = grown(this.listenerOf, slots, -1);
     this.closeReasons = grown(this.closeReasons, slots);
+    this.peers = grown(this.peers, slots, -1);
     for (let conn = old; conn < slots; conn++) this.handlers.push(undefined);
     this.dirty = grown(this.dirty, slots);
     this.starving = grown(this.starving, slots);
@@ -439,16 +450,20 @@ export class UringTransport implements Transport {
     this.fds[conn] = -1;
     this.handlers[conn] = undefined;
     this.generations[conn] = (this.generations[conn] + 1) & ud.GENERATION_MASK;
-    this.freeSlots[this.freeSlotCount++] = conn;
     this.connections--;
     this.closedCount++;
     if (handler !== undefined) {
+      this.closingConn = conn;
       try {
         handler.onClose(conn, reason);
       } catch (error) {
         this.pendingError ??= error;
       }
+      this.closingConn = -1;
     }
+    // Only now may the id be handed out again (a connect() inside onClose takes another).
+    this.peers[conn] = -1;
+    this.freeSlots[this.freeSlotCount++] = conn;
   }
 
   // ---------------------------------------------------------------- the loop
@@ -567,6 +582,8 @@ export class UringTransport implements Transport {
       } else {
         this.accepted++;
         this.openSlot(conn, result, listener, handler, OPEN);
+        // Read now: after a reset the kernel no longer knows it, and onClose may ask.
+        this.peers[conn] = peerEndpoint(result);
         this.armRecv(conn);
         this.invokeOpen(conn, listener);
       }
@@ -879,4 +896,11 @@ export class UringTransport implements Transport {
       throw new UsageError("WS_ERR_DISPOSED", "the transport was disposed");
     }
   }
+}
+
+function checkPort(port: number): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new UsageError("WS_ERR_BAD_ADDRESS", `port ${port} is not an integer in 1..65535`);
+  }
+  return port;
 }

@@ -149,7 +149,7 @@ export class ServerCore<T> implements TransportHandler {
     if (socket !== undefined) {
       this.sockets[conn] = undefined;
       this.counters.connections--;
-      socket.readyState = ReadyState.CLOSED;
+      socket.markClosed();
       socket.parser.destroy();
       const close = this.handlers.close;
       if (close) this.invoke(socket, close, socket.closeCode, socket.closeReason);

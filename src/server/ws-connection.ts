@@ -100,11 +100,23 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   get remoteAddress(): string {
     let address = remoteAddresses.get(this);
     if (address === undefined) {
-      const full = this.core.transport.remoteAddress(this.conn);
-      address = full.slice(0, full.lastIndexOf(":")) || full;
+      // Once closed, `conn` may already belong to another client: never ask the transport.
+      if (this.readyState === ReadyState.CLOSED) return "";
+      address = hostOf(this.core.transport.remoteAddress(this.conn));
       remoteAddresses.set(this, address);
     }
     return address;
+  }
+
+  /**
+   * The connection is gone (the transport's onClose): remember the address while the
+   * transport still knows it, for `close` handlers and for whoever keeps this object.
+   */
+  markClosed(): void {
+    if (!remoteAddresses.has(this)) {
+      remoteAddresses.set(this, hostOf(this.core.transport.remoteAddress(this.conn)));
+    }
+    this.readyState = ReadyState.CLOSED;
   }
 
   // ------------------------------------------------------------ sending
@@ -189,7 +201,8 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       return SEND_DROPPED;
     }
     core.counters.messagesOut++;
-    if (buffered >= BACKPRESSURE_HIGH_WATER) {
+    // Counted with this message: the send that fills the queue is the one that says so.
+    if (buffered + length >= BACKPRESSURE_HIGH_WATER) {
       this.needsDrain = true;
       return SEND_BACKPRESSURE;
     }
@@ -328,6 +341,11 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     this.core.counters.protocolErrors++;
     this.fail(error.closeCode, error.message);
   }
+}
+
+/** "127.0.0.1:54321" → "127.0.0.1" (Bun's remoteAddress carries no port). */
+function hostOf(endpoint: string): string {
+  return endpoint.slice(0, endpoint.lastIndexOf(":")) || endpoint;
 }
 
 function toBytes(data: ArrayBufferView | ArrayBuffer): Uint8Array {

@@ -42,6 +42,7 @@ export const ContractTest = {
   closeListener: "closeListener stops new accepts, open connections keep working",
   dispose: "dispose closes everything with ECANCELED, a second dispose is harmless",
   stats: "stats count connections and bytes",
+  remoteAddressUntilClose: "remoteAddress is the peer's from onOpen through onClose, \"\" after",
 } as const;
 
 const LOOPBACK = "127.0.0.1";
@@ -371,6 +372,34 @@ export function runTransportContract(options: TransportContractOptions): void {
           () => `echo of round ${i} (${record.bytesReceived} bytes back)`);
       }
       expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.remoteAddressUntilClose, async () => {
+      const seen: { open: string; close: string }[] = [];
+      let server!: Transport;
+      const setup = await serverAndClient((t) => {
+        server = t;
+        return new RecordingHandler(t, {
+          hooks: {
+            open: (conn) => void seen.push({ open: t.remoteAddress(conn), close: "" }),
+            close: (conn) => void (seen[seen.length - 1].close = t.remoteAddress(conn)),
+          },
+        });
+      });
+      const clientHandler = new RecordingHandler(setup.client);
+      for (const mode of [CloseMode.Graceful, CloseMode.Abort]) {
+        const record = await dial(setup.client, setup.port, clientHandler);
+        await waitFor(() => seen.length === setup.serverHandler.all.length && seen.length > 0 &&
+          setup.serverHandler.all.length === clientHandler.all.length, waitMs, "server onOpen");
+        setup.client.close(record.conn, mode); // the peer ends it (a reset the second time)
+        await waitFor(() => setup.serverHandler.closed().length === clientHandler.all.length,
+          waitMs, "server onClose");
+      }
+      for (const { open, close } of seen) {
+        expect(open).toMatch(/^127\.0\.0\.1:\d+$/);
+        expect(close).toBe(open);
+      }
+      expect(server.remoteAddress(setup.serverHandler.all[0].conn)).toBe("");
     });
 
     contractTest(ContractTest.gracefulCloseFlushes, async () => {
