@@ -7,6 +7,7 @@ import type { TransportHandler } from "../../src/api/transport.ts";
 import { Role, type ProtocolError } from "../../src/protocol/constants.ts";
 import { FrameParser, type FrameSink } from "../../src/protocol/frame-parser.ts";
 import type { UringTransport } from "../../src/reactor/uring-transport.ts";
+import { upgradeRequest } from "./ws-client.ts";
 
 export interface ClientEvents {
   /** The 101 arrived on `conn`: frames may be sent. */
@@ -34,9 +35,7 @@ export class ClientConnections implements TransportHandler {
     private readonly maxPayloadLength: number,
     private readonly events: ClientEvents,
   ) {
-    this.request = new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\n` +
-      "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    this.request = upgradeRequest(host, port, path);
   }
 
   /** Opens `count` connections (in waves, so the listener's backlog is never the limit). */
