@@ -121,6 +121,25 @@ describe("SendQueues", () => {
     expect(queues.append(0, bytes(28), 0, 28)).toBe(28); // fits in the tail chunk's room
   });
 
+  test("dropUnsent frees what is not in flight at once; the in-flight send completes", () => {
+    const { queues, source } = setup(4, 8);
+    queues.append(0, bytes(100), 0, 100); // chunks of 64: 64 + 36
+    expect(queues.prepare(0)).toBe(2);
+    expect(queues.sendLength).toBe(100);
+    queues.append(0, bytes(200, 100), 0, 200); // 28 into the tail chunk, then 3 more chunks
+    expect(source.available).toBe(8 - 5);
+    expect(queues.dropUnsent(0)).toBe(200);
+    expect(queues.queuedBytes(0)).toBe(100);
+    expect(source.available).toBe(8 - 2); // the two chunks the kernel still reads
+    expect(queues.complete(0, 100)).toBe(true);
+    expect(source.available).toBe(8);
+    // Nothing in flight: everything goes.
+    queues.append(1, bytes(150), 0, 150);
+    expect(queues.dropUnsent(1)).toBe(150);
+    expect(source.available).toBe(8);
+    expect(queues.prepare(1)).toBe(0);
+  });
+
   test("clear returns every chunk; a send beyond what was in flight is a bug", () => {
     const { queues, source } = setup();
     queues.append(3, bytes(200), 0, 200);

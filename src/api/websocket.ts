@@ -152,6 +152,11 @@ export interface ServerStats {
   /** Connections closed for a protocol error (1002/1007/1009). */
   readonly protocolErrors: number;
   readonly idleTimeouts: number;
+  /**
+   * Sockets closed (1013) because the shared send memory ran out while they held the most
+   * of it: clients that do not read, seen from the others' side.
+   */
+  readonly evictions: number;
   readonly transport: TransportStats;
 }
 

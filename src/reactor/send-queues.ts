@@ -329,6 +329,40 @@ export class SendQueues {
     lender.giveBack(this.loanToken[loan]);
   }
 
+  /**
+   * Drop what is queued beyond the send in flight (the kernel still reads that part): the
+   * connection is being torn down, so it would never be sent. Its memory is free at once,
+   * not when the teardown completes. Returns the bytes dropped.
+   */
+  dropUnsent(conn: number): number {
+    const keep = this.inFlight[conn];
+    const dropped = this.queued[conn] - keep;
+    if (keep === 0) {
+      this.clear(conn);
+      return dropped;
+    }
+    // Walk to the entry where the in-flight bytes end, cut it there, release what follows.
+    let id = this.head[conn];
+    let offset = this.headOffset[conn];
+    let remaining = keep;
+    while (remaining > this.chunkLength[id] - offset) {
+      remaining -= this.chunkLength[id] - offset;
+      offset = 0;
+      id = this.chunkNext[id];
+    }
+    this.chunkLength[id] = offset + remaining;
+    let next = this.chunkNext[id];
+    this.chunkNext[id] = -1;
+    this.tail[conn] = id;
+    while (next !== -1) {
+      const after = this.chunkNext[next];
+      this.releaseEntry(next);
+      next = after;
+    }
+    this.queued[conn] = keep;
+    return dropped;
+  }
+
   /** Release every chunk of `conn` (connection gone, or queue fully sent). */
   clear(conn: number): void {
     let id = this.head[conn];

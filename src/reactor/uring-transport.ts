@@ -423,6 +423,8 @@ export class UringTransport implements Transport {
     if (this.states[conn] === TEARDOWN) return;
     if (this.closeReasons[conn] === 0) this.closeReasons[conn] = reason;
     this.states[conn] = TEARDOWN;
+    // Nothing beyond the send in flight will be sent now: its memory is free for others.
+    this.queues.dropUnsent(conn);
     const high = this.generations[conn];
     if (this.pendingOps[conn] > 0) {
       // Both SQEs of the link in this submission: submitted alone, the cancel could run

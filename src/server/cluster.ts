@@ -358,6 +358,7 @@ export function sumStats(reports: ServerStats[]): ServerStats {
     dropped: sum(reports, (s) => s.dropped),
     protocolErrors: sum(reports, (s) => s.protocolErrors),
     idleTimeouts: sum(reports, (s) => s.idleTimeouts),
+    evictions: sum(reports, (s) => s.evictions),
     transport,
   };
 }

@@ -16,6 +16,7 @@
  * handshake creates a closure.
  */
 import type { UpgradeAcceptance } from "../api/websocket.ts";
+import { ENOBUFS } from "../api/errno.ts";
 import { CloseMode } from "../api/transport.ts";
 import {
   acceptKey, isUpgradeRequest, selectProtocol, validateUpgrade, type UpgradeAccepted,
@@ -242,7 +243,12 @@ export class HandshakeState<T> {
       this.hookFailed(error);
       return;
     }
-    if (this.core.transport.send(this.conn, response, 0, length) < 0) {
+    let queued = this.core.transport.send(this.conn, response, 0, length);
+    // Shared send memory ran out: the socket holding the most pays, not this newcomer.
+    if (queued === -ENOBUFS && this.core.reclaimSendMemory(undefined)) {
+      queued = this.core.transport.send(this.conn, response, 0, length);
+    }
+    if (queued < 0) {
       this.core.transport.close(this.conn, CloseMode.Abort);
       return;
     }

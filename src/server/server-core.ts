@@ -34,7 +34,7 @@ export class ServerCore<T> implements TransportHandler {
   readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   readonly counters = {
     messagesIn: 0, messagesOut: 0, messagesLent: 0, dropped: 0, protocolErrors: 0, idleTimeouts: 0,
-    connections: 0, handshakes: 0,
+    evictions: 0, connections: 0, handshakes: 0,
   };
   readonly handlers: WebSocketHandler<T>;
   readonly messageBuffers = new MessageBufferPool();
@@ -130,8 +130,7 @@ export class ServerCore<T> implements TransportHandler {
 
   onDrain(conn: number): void {
     const socket = this.sockets[conn];
-    if (socket === undefined || !socket.needsDrain) return;
-    socket.needsDrain = false;
+    if (socket === undefined || !socket.queueEmptied()) return;
     const drain = this.handlers.drain;
     if (drain) this.invoke(socket, drain);
   }
@@ -216,6 +215,32 @@ export class ServerCore<T> implements TransportHandler {
   /** The handshake was answered with an HTTP response: it stays on the deadline list. */
   handshakeDone(conn: number): void {
     this.transport.close(conn, CloseMode.Graceful);
+  }
+
+  // ------------------------------------------------------------ shared send memory
+
+  /**
+   * A send found the shared send memory exhausted. The socket holding the most queued bytes
+   * is closed (1013) and its queue dropped at once, which frees its memory for the others.
+   * Returns true when that was another socket (so `requester` may try again), false when
+   * `requester` itself held the most (it is the one closed) or nobody holds anything.
+   * A scan of every socket, but only when memory ran out, which eviction makes rare.
+   */
+  reclaimSendMemory(requester: WebSocketConnection<T> | undefined): boolean {
+    let heaviest: WebSocketConnection<T> | undefined;
+    let most = 0;
+    for (const socket of this.sockets) {
+      if (socket === undefined || socket.readyState === ReadyState.CLOSED) continue;
+      const queued = this.transport.bufferedAmount(socket.conn);
+      if (queued > most) {
+        most = queued;
+        heaviest = socket;
+      }
+    }
+    if (heaviest === undefined) return false;
+    this.counters.evictions++;
+    heaviest.evict();
+    return heaviest !== requester;
   }
 
   // ------------------------------------------------------------ user handlers
@@ -368,6 +393,7 @@ export class ServerCore<T> implements TransportHandler {
       dropped: this.counters.dropped,
       protocolErrors: this.counters.protocolErrors,
       idleTimeouts: this.counters.idleTimeouts,
+      evictions: this.counters.evictions,
       transport,
     };
   }

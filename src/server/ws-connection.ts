@@ -9,7 +9,8 @@ import { UsageError } from "../api/errors.ts";
 import { ENOBUFS } from "../api/errno.ts";
 import { CloseMode } from "../api/transport.ts";
 import {
-  CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, OPCODE_BINARY,
+  CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER,
+  OPCODE_BINARY,
   OPCODE_PING, OPCODE_PONG, OPCODE_TEXT, type ProtocolError,
 } from "../protocol/constants.ts";
 import { isValidCloseCode } from "../protocol/close.ts";
@@ -32,6 +33,13 @@ interface Utf8Buffer extends Buffer {
 }
 /** Queued bytes the kernel has not taken, above which a send reports backpressure. */
 export const BACKPRESSURE_HIGH_WATER = 64 * 1024;
+/**
+ * Pongs a socket may have queued since its queue was last empty; one more closes it (1008).
+ * Far above what a reading peer reaches (keepalive is one ping per interval; a peer that
+ * pings while a big stream to it is still queued stays well under it), and at most ~127 KiB
+ * of pongs: far below what fills memory.
+ */
+export const MAX_PONGS_QUEUED = 1024;
 
 /** How a socket closed: the code and reason reported to `close`. */
 interface CloseRecord {
@@ -73,8 +81,12 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   data: T;
   readonly protocol: string;
   readyState: ReadyState = ReadyState.OPEN;
-  /** A send returned backpressure: call `drain` when the queue empties. */
-  needsDrain = false;
+  /**
+   * Bit 0: a send returned backpressure, so `drain` is due when the queue empties. Above it
+   * (in steps of 2): pongs queued since the queue was last empty. One field for both keeps
+   * this object at 8 fields (see above).
+   */
+  private sendState = 0;
   private closeRecord: CloseRecord = NOT_CLOSED;
 
   constructor(
@@ -86,6 +98,21 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   ) {
     this.data = data;
     this.protocol = protocol;
+  }
+
+  /** A send returned backpressure and `drain` has not been called since. */
+  get needsDrain(): boolean {
+    return (this.sendState & 1) !== 0;
+  }
+
+  /**
+   * The transport's queue for this socket is empty: pongs no longer pile up. Returns true
+   * when `drain` is due (a send returned backpressure since the last one).
+   */
+  queueEmptied(): boolean {
+    const due = (this.sendState & 1) !== 0;
+    this.sendState = 0;
+    return due;
   }
 
   /** Close code and reason reported to `close`: from the peer's frame, or the one we sent. */
@@ -177,24 +204,11 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       }
       return SEND_DROPPED;
     }
-    const scratch = core.scratch;
-    let queued: number;
-    if (payload === scratch && length < 126) {
-      // The common case, a short text: a 2-byte header (FIN + opcode, 7-bit length).
-      scratch[start - 2] = 0x80 | opcode;
-      scratch[start - 1] = length;
-      queued = transport.send(this.conn, scratch, start - 2, end);
-    } else if (payload === scratch) {
-      const headerAt = start - frameHeaderSize(length, false);
-      writeFrameHeader(scratch, headerAt, opcode, true, false, length);
-      queued = transport.send(this.conn, scratch, headerAt, end);
-    } else {
-      const headerSize = writeFrameHeader(scratch, 0, opcode, true, false, length);
-      queued = length >= LENDABLE_BYTES && !core.options.poisonMessageViews
-        ? this.sendLoaned(headerSize, payload, start, end) : NOT_LOANED;
-      if (queued === NOT_LOANED) {
-        queued = transport.sendPair(this.conn, scratch, 0, headerSize, payload, start, end);
-      }
+    let queued = this.queueFrame(opcode, payload, start, end);
+    // Send memory is shared and ran out: the socket holding the most is closed to free it
+    // (maybe this one), then the send is tried once more. Never silently an innocent's loss.
+    if (queued === -ENOBUFS && core.reclaimSendMemory(this)) {
+      queued = this.queueFrame(opcode, payload, start, end);
     }
     if (queued < 0) {
       core.counters.dropped++;
@@ -203,10 +217,34 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     core.counters.messagesOut++;
     // Counted with this message: the send that fills the queue is the one that says so.
     if (buffered + length >= BACKPRESSURE_HIGH_WATER) {
-      this.needsDrain = true;
+      this.sendState |= 1;
       return SEND_BACKPRESSURE;
     }
     return length === 0 ? 1 : length;
+  }
+
+  /** Header + payload into the transport's queue: bytes queued or -errno (all or nothing). */
+  private queueFrame(opcode: number, payload: Uint8Array, start: number, end: number): number {
+    const core = this.core;
+    const transport = core.transport;
+    const length = end - start;
+    const scratch = core.scratch;
+    if (payload === scratch && length < 126) {
+      // The common case, a short text: a 2-byte header (FIN + opcode, 7-bit length).
+      scratch[start - 2] = 0x80 | opcode;
+      scratch[start - 1] = length;
+      return transport.send(this.conn, scratch, start - 2, end);
+    }
+    if (payload === scratch) {
+      const headerAt = start - frameHeaderSize(length, false);
+      writeFrameHeader(scratch, headerAt, opcode, true, false, length);
+      return transport.send(this.conn, scratch, headerAt, end);
+    }
+    const headerSize = writeFrameHeader(scratch, 0, opcode, true, false, length);
+    const loaned = length >= LENDABLE_BYTES && !core.options.poisonMessageViews
+      ? this.sendLoaned(headerSize, payload, start, end) : NOT_LOANED;
+    if (loaned !== NOT_LOANED) return loaned;
+    return transport.sendPair(this.conn, scratch, 0, headerSize, payload, start, end);
   }
 
   /**
@@ -239,11 +277,20 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     return this.writeControl(opcode, payload, 0, payload.length);
   }
 
-  /** Control frames bypass the backpressure limit: keepalive must get through. */
+  /**
+   * Control frames bypass the backpressure limit (keepalive must get through), so they are
+   * bounded otherwise: see onPing. When send memory ran out, the socket holding the most
+   * pays first (reclaimSendMemory), as for data.
+   */
   private writeControl(opcode: number, payload: Uint8Array, start: number, end: number): number {
-    const scratch = this.core.scratch;
-    const size = writeControlFrame(scratch, 0, opcode, payload, start, end);
-    return this.core.transport.send(this.conn, scratch, 0, size) < 0 ? SEND_DROPPED : size;
+    const core = this.core;
+    const size = writeControlFrame(core.scratch, 0, opcode, payload, start, end);
+    let queued = core.transport.send(this.conn, core.scratch, 0, size);
+    if (queued === -ENOBUFS && core.reclaimSendMemory(this)) {
+      writeControlFrame(core.scratch, 0, opcode, payload, start, end); // scratch may be reused
+      queued = core.transport.send(this.conn, core.scratch, 0, size);
+    }
+    return queued < 0 ? SEND_DROPPED : size;
   }
 
   // ------------------------------------------------------------ closing
@@ -266,10 +313,29 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
 
   /** Close frame with `code` (1005: empty payload); after it nothing more is sent (§5.5.1). */
   private sendClose(code: number, reason: string): void {
-    const scratch = this.core.scratch;
-    const size = writeCloseFrame(scratch, 0, code, reason);
-    this.core.transport.send(this.conn, scratch, 0, size);
+    const core = this.core;
+    const size = writeCloseFrame(core.scratch, 0, code, reason);
+    let queued = core.transport.send(this.conn, core.scratch, 0, size);
+    if (queued === -ENOBUFS && core.reclaimSendMemory(this)) {
+      writeCloseFrame(core.scratch, 0, code, reason);
+      queued = core.transport.send(this.conn, core.scratch, 0, size);
+    }
     this.readyState = ReadyState.CLOSING;
+  }
+
+  /**
+   * Closed for what it holds of the shared send memory (1013: it held the most when that ran
+   * out; 1008: pongs it does not read). The peer does not read, so it would never see a
+   * close frame: its queue is dropped with a reset, its memory free at once, and `close`
+   * reports `code`.
+   */
+  evict(code = CLOSE_TRY_AGAIN_LATER, reason = "send memory exhausted"): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    if (this.readyState === ReadyState.OPEN || this.closeRecord === NOT_CLOSED) {
+      this.closeRecord = { code, reason };
+    }
+    this.readyState = ReadyState.CLOSING;
+    this.core.transport.close(this.conn, CloseMode.Abort);
   }
 
   /** Server-side failure (idle, shutdown, protocol error): close frame, then TCP close. */
@@ -315,6 +381,14 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
 
   onPing(data: Uint8Array, start: number, end: number): void {
     if (this.readyState !== ReadyState.OPEN) return;
+    // Pongs leave even past backpressureLimit, so they are bounded by count: a peer that
+    // pings without reading the answers would otherwise fill the shared send memory.
+    this.sendState += 2;
+    if (this.sendState >>> 1 > MAX_PONGS_QUEUED) {
+      this.core.counters.protocolErrors++;
+      this.evict(CLOSE_POLICY_VIOLATION, "pongs not read");
+      return;
+    }
     this.writeControl(OPCODE_PONG, data, start, end); // §5.5.2: same application data
     const handler = this.core.handlers.ping;
     if (handler) this.core.invoke(this, handler, messageBytes(data, start, end)); // ≤ 125 B: a copy

@@ -65,6 +65,48 @@ describe("ServerWebSocket (fake backend)", () => {
   });
 });
 
+describe("shared send memory (fake backend)", () => {
+  test("sockets that do not read and fill send memory are closed 1013; the others lose nothing", async () => {
+    const sockets: ServerWebSocket[] = [];
+    const { server, network, closes } = startFakeServer({
+      backpressureLimit: 768 * 1024, closeTimeout: 1,
+      transport: { sendChunkCount: 64 }, // 1 MiB shared: two hogs exhaust it
+      websocket: { open: (ws) => void sockets.push(ws), message: (ws, m) => void ws.send(m) },
+    });
+    const hogHost = new FakeTransport(network, { poisonAfterCallback: false });
+    const politeHost = new FakeTransport(network, { poisonAfterCallback: false });
+    const hogs = [0, 1, 2].map(() => TestWsClient.connect(hogHost, server.port));
+    for (const hog of hogs) await hog.opened101();
+    hogs.forEach((_, conn) => hogHost.pause(conn)); // they stop reading
+    const polite = TestWsClient.connect(politeHost, server.port);
+    await polite.opened101();
+    const block = new Uint8Array(4096).fill(0x68);
+    for (let round = 0; round < 100; round++) {
+      for (const hog of hogs) {
+        for (let i = 0; i < 8; i++) if (hog.closedReason === undefined) hog.sendBinary(block);
+      }
+      polite.sendText(`round ${round}`);
+      await polite.waitMessages(round + 1);
+    }
+    expect(polite.messages().map((m) => m.text)).toEqual(Array.from({ length: 100 }, (_, i) => `round ${i}`));
+    expect(server.stats().evictions).toBeGreaterThanOrEqual(1);
+    expect(closes.filter((c) => c.code === 1013).length).toBe(server.stats().evictions);
+  });
+
+  test("a ping flood that never reads its pongs is closed 1008", async () => {
+    const { client, clientTransport, closes } = startFakeServer({ websocket: { message() {} } });
+    const ws = client();
+    await ws.opened101();
+    clientTransport.pause(0);
+    for (let i = 0; i < 8000 && closes.length === 0; i++) {
+      ws.sendFrame(0x9, new Uint8Array(125));
+      if (i % 100 === 0) await Bun.sleep(0);
+    }
+    await waitFor(() => closes.length === 1, 3000, "flood closed");
+    expect(closes[0]).toEqual({ code: 1008, reason: "pongs not read" });
+  });
+});
+
 const skipReason = ioUringUnavailable();
 if (skipReason) console.log(`[skip] remoteAddress on io_uring: ${skipReason}`);
 
