@@ -111,13 +111,26 @@ suite("io_uring transport", () => {
     expect(transport.stats().bytesOut).toBe(20 * 256 * 1024);
   });
 
-  test("more data in flight than receive buffers: stalls, then recovers", async () => {
+  test("more data in flight than a fixed ring of receive buffers: stalls, then recovers", async () => {
     // 8 buffers of 1 KiB for 40 connections sending 32 KiB each.
-    const transport = create({ recvBufferCount: 8, recvBufferSize: 1024 });
+    const transport = create({ recvBufferCount: 8, recvBufferCountMax: 8, recvBufferSize: 1024 });
     const { port } = echoServer(transport);
     await echoMany(port, 40, 32 * 1024);
     expect(transport.stats().recvBufferStalls).toBeGreaterThan(0);
     expect(transport.stats().recvBuffers.inUse).toBe(0);
+    expect(transport.stats().recvBuffers.capacity).toBe(8);
+  });
+
+  test("a receive ring that runs dry grows, up to its cap", async () => {
+    const transport = create({ recvBufferCount: 8, recvBufferCountMax: 64, recvBufferSize: 1024 });
+    const { port } = echoServer(transport);
+    await echoMany(port, 40, 32 * 1024);
+    const { recvBufferStalls, recvBuffers } = transport.stats();
+    expect(recvBufferStalls).toBeGreaterThan(0);
+    expect(recvBuffers.capacity).toBeGreaterThan(8);
+    expect(recvBuffers.capacity).toBeLessThanOrEqual(64);
+    expect(recvBuffers.bytes).toBe(recvBuffers.capacity * 1024);
+    expect(recvBuffers.inUse).toBe(0);
   });
 
   test("a CQ far smaller than the burst overflows and loses nothing", async () => {

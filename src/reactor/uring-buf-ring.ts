@@ -9,17 +9,22 @@ import * as abi from "../ffi/io-uring-abi.ts";
 import { systemError } from "../ffi/errno.ts";
 import { check, libc, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../ffi/libc.ts";
 import { arrayBufferAt } from "../ffi/memory.ts";
+import type { MemoryRegion } from "../pool/region.ts";
 import type { UringRing } from "./uring-ring.ts";
 
 const TWO_32 = 0x1_0000_0000;
 
 export class ProvidedBufferRing {
   readonly group: number;
-  readonly count: number;
+  /** Ring entries: the most buffers the ring can ever hold (a power of two). */
+  readonly capacity: number;
+  /** Buffers in use by the ring now (ids 0..count-1); grows up to `capacity`. */
+  count: number;
   readonly bufferSize: number;
-  /** One view per buffer id, made once. */
+  /** One view per buffer id, made when the buffer joins the ring. */
   readonly views: Uint8Array[];
   private readonly ring: UringRing;
+  private readonly region: MemoryRegion;
   private readonly entriesAddress: number;
   private readonly entriesSize: number;
   private readonly words: Uint32Array;
@@ -33,32 +38,33 @@ export class ProvidedBufferRing {
   private registered = false;
 
   /**
-   * @param buffers memory of count × bufferSize bytes at `buffersAddress`, viewed by `view`.
+   * @param region memory for `capacity` × bufferSize bytes; only the buffers in use are
+   *   viewed (JSC counts viewed bytes as heap) or touched.
+   * @param initialCount buffers to start with (grow() adds more).
    */
-  constructor(ring: UringRing, group: number, count: number, bufferSize: number,
-    buffersAddress: number, view: Uint8Array) {
-    assert((count & (count - 1)) === 0 && count <= 32768, "buffer count: power of two ≤ 32768");
-    assert(view.byteLength >= count * bufferSize, "buffer memory too small");
+  constructor(ring: UringRing, group: number, capacity: number, initialCount: number,
+    bufferSize: number, region: MemoryRegion) {
+    assert((capacity & (capacity - 1)) === 0 && capacity <= 32768, "ring entries: power of two ≤ 32768");
+    assert(initialCount >= 1 && initialCount <= capacity, "initial buffers within the ring");
+    assert(region.size >= capacity * bufferSize, "buffer memory too small");
     this.ring = ring;
     this.group = group;
-    this.count = count;
+    this.capacity = capacity;
+    this.count = 0;
     this.bufferSize = bufferSize;
-    this.buffersAddress = buffersAddress;
-    this.entriesSize = Math.max(4096, count * abi.BUF_ENTRY_SIZE);
+    this.region = region;
+    this.buffersAddress = region.pointer;
+    this.entriesSize = Math.max(4096, capacity * abi.BUF_ENTRY_SIZE);
     this.entriesAddress = check("mmap", Number(libc().mmap(0, this.entriesSize,
       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)));
     const entries = arrayBufferAt(this.entriesAddress, this.entriesSize);
     this.words = new Uint32Array(entries);
     this.halves = new Uint16Array(entries);
-    this.views = new Array<Uint8Array>(count);
-    for (let bid = 0; bid < count; bid++) {
-      // Buffers (a Uint8Array subclass): handlers can decode text in place with utf8Slice.
-      this.views[bid] = Buffer.from(view.buffer, view.byteOffset + bid * bufferSize, bufferSize);
-    }
+    this.views = [];
     const reg = new Uint32Array(new ArrayBuffer(1024));
     reg[abi.BUF_REG_RING_ADDR / 4] = this.entriesAddress >>> 0;
     reg[abi.BUF_REG_RING_ADDR / 4 + 1] = Math.floor(this.entriesAddress / TWO_32);
-    reg[abi.BUF_REG_RING_ENTRIES / 4] = count;
+    reg[abi.BUF_REG_RING_ENTRIES / 4] = capacity;
     reg[abi.BUF_REG_BGID / 4] = group; // bgid u16, flags u16 = 0
     const result = ring.register(abi.IORING_REGISTER_PBUF_RING, reg, 1);
     if (result < 0) {
@@ -66,13 +72,30 @@ export class ProvidedBufferRing {
       throw systemError("io_uring_register(PBUF_RING)", result);
     }
     this.registered = true;
-    for (let bid = 0; bid < count; bid++) this.add(bid);
+    this.grow(initialCount);
+  }
+
+  /**
+   * Give the ring buffers up to `count` in all (at most `capacity`): the kernel sees them
+   * after the next publish(). Returns how many were added.
+   */
+  grow(count: number): number {
+    const target = Math.min(count, this.capacity);
+    const added = target - this.count;
+    for (let bid = this.count; bid < target; bid++) {
+      const view = this.region.viewRange(bid * this.bufferSize, (bid + 1) * this.bufferSize);
+      // Buffers (a Uint8Array subclass): handlers can decode text in place with utf8Slice.
+      this.views.push(Buffer.from(view.buffer, view.byteOffset, view.byteLength));
+      this.count = bid + 1;
+      this.add(bid);
+    }
     this.publish();
+    return Math.max(0, added);
   }
 
   /** Queue buffer `bid` for the kernel again (visible after `publish`). */
   add(bid: number): void {
-    const slot = this.tailLocal & (this.count - 1);
+    const slot = this.tailLocal & (this.capacity - 1);
     const address = this.buffersAddress + bid * this.bufferSize;
     const base = slot * 4; // 16-byte entry = 4 words
     this.words[base] = address >>> 0;

@@ -24,6 +24,7 @@ import { MemoryRegion } from "../pool/region.ts";
 import { grown, initialCapacity, nextCapacity } from "../pool/grown-array.ts";
 import { SegmentedViews } from "../pool/segmented-views.ts";
 import { EventfdPark } from "./eventfd-park.ts";
+import { ConnectionFifo } from "./connection-fifo.ts";
 import { HeldBuffers } from "./held-buffers.ts";
 import { LoopScheduler } from "./loop-scheduler.ts";
 import { MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues } from "./send-queues.ts";
@@ -53,6 +54,12 @@ export interface UringTransportOptions extends TransportOptions {
   zeroCopyThreshold?: number;
   /** Keep polling this long after the last completion before parking; default 50 µs. */
   spinMicros?: number;
+  /**
+   * The receive ring starts with `recvBufferCount` buffers and doubles while connections
+   * wait for buffers, up to this many (a power of two); default max(recvBufferCount, 1024):
+   * 32 MiB of 32 KiB buffers, touched only as the ring grows. Equal to recvBufferCount: fixed.
+   */
+  recvBufferCountMax?: number;
 }
 
 // Connection states.
@@ -114,8 +121,8 @@ export class UringTransport implements Transport {
   // Work lists (stacks of connection ids, bounded by maxConnections).
   private dirty: Int32Array;
   private dirtyCount = 0;
-  private starving: Int32Array;
-  private starvingCount = 0;
+  /** Connections whose receive ran out of buffers, in the order they did. */
+  private readonly starving = new ConnectionFifo();
   /** Buffers handed back by handlers this turn, re-added to the ring in one batch. */
   private readonly returned: Int32Array;
   private returnedCount = 0;
@@ -141,6 +148,8 @@ export class UringTransport implements Transport {
   private bytesOut = 0;
   private turns = 0;
   private recvBufferStalls = 0;
+  /** recvBufferStalls when the ring last considered growing. */
+  private stallsSeen = 0;
   private cqOverflows = 0;
   private refusedAccepts = 0;
 
@@ -151,6 +160,9 @@ export class UringTransport implements Transport {
     // run out with 2,000 busy connections (64 × 64 KiB did, rarely).
     const recvBufferSize = options.recvBufferSize ?? 32768;
     const recvBufferCount = options.recvBufferCount ?? 128;
+    const recvBufferCountMax = options.recvBufferCountMax ?? Math.max(recvBufferCount, 1024);
+    assert(recvBufferCountMax >= recvBufferCount && (recvBufferCountMax & (recvBufferCountMax - 1)) === 0,
+      "recvBufferCountMax: a power of two, at least recvBufferCount");
     const sendChunkSize = options.sendChunkSize ?? 16384;
     const sendChunkCount = options.sendChunkCount ?? 4096;
     const memory = { node: options.node, hugepages: options.hugepages ?? "auto" } as const;
@@ -169,10 +181,11 @@ export class UringTransport implements Transport {
     this.sqe = new SqeWriter(this.ring);
     const cleanup: (() => void)[] = [() => this.ring.close()];
     try {
-      this.recvRegion = MemoryRegion.allocate(recvBufferCount * recvBufferSize, memory);
+      // Room for the largest ring; pages are touched only as buffers join it.
+      this.recvRegion = MemoryRegion.allocate(recvBufferCountMax * recvBufferSize, memory);
       cleanup.push(() => this.recvRegion.free());
-      this.buffers = new ProvidedBufferRing(this.ring, RECV_BUFFER_GROUP, recvBufferCount,
-        recvBufferSize, this.recvRegion.pointer, this.recvRegion.view);
+      this.buffers = new ProvidedBufferRing(this.ring, RECV_BUFFER_GROUP, recvBufferCountMax,
+        recvBufferCount, recvBufferSize, this.recvRegion);
       cleanup.push(() => this.buffers.close());
       this.sendPool = new BytePool(sendChunkSize, sendChunkCount, memory);
       cleanup.push(() => this.sendPool.destroy());
@@ -207,11 +220,10 @@ export class UringTransport implements Transport {
     this.freeSlots = new Int32Array(initialSlots);
     for (let i = 0; i < initialSlots; i++) this.freeSlots[i] = initialSlots - 1 - i;
     this.freeSlotCount = initialSlots;
-    this.held = new HeldBuffers(recvBufferCount, initialSlots);
+    this.held = new HeldBuffers(recvBufferCountMax, initialSlots);
     this.dirty = new Int32Array(initialSlots);
-    this.starving = new Int32Array(initialSlots);
     this.zeroCopyResults = new Int32Array(initialSlots);
-    this.returned = new Int32Array(recvBufferCount);
+    this.returned = new Int32Array(recvBufferCountMax);
   }
 
   /** Ring set-up facts for diagnostics: flags the kernel accepted, where the calls come from. */
@@ -387,7 +399,6 @@ export class UringTransport implements Transport {
     this.peers = grown(this.peers, slots, -1);
     for (let conn = old; conn < slots; conn++) this.handlers.push(undefined);
     this.dirty = grown(this.dirty, slots);
-    this.starving = grown(this.starving, slots);
     this.zeroCopyResults = grown(this.zeroCopyResults, slots);
     // Only called with no free slot: the new ids, lowest on top.
     this.freeSlots = new Int32Array(slots);
@@ -706,13 +717,22 @@ export class UringTransport implements Transport {
   private starve(conn: number): void {
     if ((this.flags[conn] & WANTS_BUFFERS) !== 0) return;
     this.flags[conn] |= WANTS_BUFFERS;
-    this.starving[this.starvingCount++] = conn;
+    this.starving.push(conn);
   }
 
-  /** Re-arm receives that ran out of buffers, as far as published buffers allow. */
+  /**
+   * Re-arm receives that ran out of buffers, oldest first, as far as published buffers
+   * allow. After a turn in which the ring ran dry, it doubles (up to its cap): a fixed
+   * ring left large messages queueing for buffers for seconds under load.
+   */
   private feedStarving(): void {
-    while (this.starvingCount > 0 && this.buffers.availableCount() > 0) {
-      const conn = this.starving[--this.starvingCount];
+    if (this.stallsSeen !== this.recvBufferStalls) {
+      this.stallsSeen = this.recvBufferStalls;
+      if (this.buffers.count < this.buffers.capacity) this.buffers.grow(this.buffers.count * 2);
+    }
+    while (this.starving.size > 0 && this.buffers.availableCount() > 0) {
+      const conn = this.starving.shift();
+      if ((this.flags[conn] & WANTS_BUFFERS) === 0) continue; // closed meanwhile
       this.flags[conn] &= ~WANTS_BUFFERS;
       this.rearmRecv(conn);
     }
