@@ -4,7 +4,7 @@
  * Set HIOLOAD_FAKE_SEED to replay a failing seed; every failure message carries its seed.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { CloseMode } from "../src/api/transport.ts";
+import { CloseMode, TRANSPORT_DEFAULTS } from "../src/api/transport.ts";
 import {
   ECANCELED, ECONNREFUSED, ECONNRESET, EMFILE, ENOBUFS, EPIPE,
 } from "../src/api/errno.ts";
@@ -23,6 +23,7 @@ const plainNetwork = new FakeNetwork({ seed: BASE_SEED });
 runTransportContract({
   name: `fake, plain network (HIOLOAD_FAKE_SEED=${BASE_SEED})`,
   create: () => new FakeTransport(plainNetwork),
+  createWith: (options) => new FakeTransport(plainNetwork, options),
 });
 
 // Split reads down to 1 byte, partial writes and delays, all at once: the contract still holds.
@@ -36,6 +37,7 @@ const hostileNetwork = new FakeNetwork({
 runTransportContract({
   name: `fake, hostile network (HIOLOAD_FAKE_SEED=${BASE_SEED})`,
   create: () => new FakeTransport(hostileNetwork),
+  createWith: (options) => new FakeTransport(hostileNetwork, options),
 });
 
 afterAll(() => {
@@ -295,7 +297,7 @@ describe("FakeTransport, turn by turn", () => {
     for (const view of kept) expect(view.every((byte) => byte === POISON_BYTE)).toBe(true);
     expectSameBytes(RecordingHandler.received(setup.serverHandler.all[0]), payload);
     // The view is the whole slot at a random place: handlers must honour start/end.
-    expect(slotLength).toBe(16 * 1024);
+    expect(slotLength).toBe(TRANSPORT_DEFAULTS.recvBufferSize);
     expect(starts.some((start) => start > 0)).toBe(true);
   });
 
@@ -454,7 +456,7 @@ describe("FakeTransport, turn by turn", () => {
     expect(client.stats().connections).toBe(0);
     expect(client.stats().closed).toBe(2);
     expect(client.remoteAddress(refused.conn)).toBe("");
-    expect(() => client.connect("not-an-address", 80, handler)).toThrow(/EINVAL/);
+    expect(() => client.connect("not-an-address", 80, handler)).toThrow(/not an IPv4 address/);
   });
 
   seeded("runUntilIdle throws on endless traffic (livelock guard)", BASE_SEED, (seed) => {
@@ -499,5 +501,153 @@ describe("FakeTransport, turn by turn", () => {
     expect(setup.serverHandler.all[0].closeReason).toBe(-ECANCELED);
     expect(record.closeReason).toBe(-ECONNRESET);
     expect(() => setup.server.listen({ port: 0 }, setup.serverHandler)).toThrow(/dispose/);
+  });
+});
+
+describe("FakeTransport, a throwing handler (the rule every backend follows)", () => {
+  type Hook = "open" | "data" | "drain" | "end" | "close";
+  const handlerName = (hook: Hook) => `on${hook[0].toUpperCase()}${hook.slice(1)}`;
+
+  interface Report {
+    error: unknown;
+    conn: number;
+    /** Turn of the report and of the throw: the report ends the turn that threw. */
+    turn: number;
+    thrownInTurn: number;
+    /** The throwing connection's events when the report came. */
+    eventsAtReport: string[];
+  }
+
+  /** A server whose `hook` throws once; the client connects, talks, closes; turn by turn. */
+  function throwIn(hook: Hook, seed: number) {
+    const bug = new Error(`thrown in ${handlerName(hook)} on purpose`);
+    const reports: Report[] = [];
+    let thrownInTurn = -1;
+    let network: FakeNetwork | null = null;
+    let serverRecord: ConnectionRecord | null = null;
+    const fail = (record: ConnectionRecord) => {
+      serverRecord = record;
+      thrownInTurn = network!.turn;
+      throw bug;
+    };
+    const setup = rig({ seed }, (server) => new RecordingHandler(server, {
+      hooks: {
+        open: (conn, record) => {
+          // Something to drain, and a throw in onOpen itself.
+          if (hook === "drain") server.send(conn, new Uint8Array(8), 0, 8);
+          if (hook === "open") fail(record);
+        },
+        data: (_conn, _data, _start, _end, record) => void (hook === "data" && fail(record)),
+        drain: (_conn, record) => void (hook === "drain" && fail(record)),
+        end: (conn, record) => {
+          if (hook !== "end") return;
+          server.send(conn, new Uint8Array(8), 0, 8); // dropped by the abort
+          fail(record);
+        },
+        close: (_conn, _reason, record) => void (hook === "close" && fail(record)),
+      },
+    }), {
+      onHandlerError: (error, conn) => void reports.push({
+        error, conn, turn: network!.turn, thrownInTurn,
+        eventsAtReport: serverRecord!.events.slice(),
+      }),
+    });
+    network = setup.network;
+    const client = new RecordingHandler(setup.client);
+    const record = client.track(setup.client.connect("127.0.0.1", setup.port, client));
+    setup.network.runUntilIdle();
+    if (record.closeReason === null) {
+      setup.client.send(record.conn, new Uint8Array([1, 2, 3]), 0, 3);
+      setup.network.runUntilIdle();
+    }
+    if (record.closeReason === null) setup.client.close(record.conn);
+    setup.network.runUntilIdle();
+    expect(client.violations()).toEqual([]);
+    expect(setup.serverHandler.violations()).toEqual([]);
+    return { bug, reports, setup, record, serverRecord: serverRecord as ConnectionRecord | null };
+  }
+
+  for (const hook of ["open", "data", "drain", "end", "close"] as const) {
+    seeded(`a throw in ${handlerName(hook)} is reported once, when its turn is over`, BASE_SEED,
+      (seed) => {
+        const { bug, reports, serverRecord } = throwIn(hook, seed);
+        expect(serverRecord).not.toBeNull();
+        expect(reports.length).toBe(1);
+        const report = reports[0];
+        expect(report.error).toBe(bug);
+        expect(report.conn).toBe(serverRecord!.conn);
+        // Reported in the same step(), after its last phase: the abort's onClose already ran.
+        expect(report.turn).toBe(report.thrownInTurn);
+        expect(report.eventsAtReport[report.eventsAtReport.length - 1]).toBe("close");
+      });
+  }
+
+  seeded("a throw in onOpen, onData or onDrain resets the peer", BASE_SEED, (seed) => {
+    for (const hook of ["open", "data", "drain"] as const) {
+      const { record, serverRecord } = throwIn(hook, seed);
+      expect(`${hook}: ${record.closeReason}`).toBe(`${hook}: ${-ECONNRESET}`);
+      expect(`${hook}: ${serverRecord!.closeReason}`).toBe(`${hook}: 0`); // closed by us
+    }
+  });
+
+  seeded("a throw in onEnd aborts: what onEnd queued is dropped, not flushed", BASE_SEED,
+    (seed) => {
+      const { setup, serverRecord } = throwIn("end", seed);
+      expect(serverRecord!.closeReason).toBe(0);
+      expect(setup.server.stats().bytesOut).toBe(0);
+    });
+
+  seeded("other connections of the transport carry on", BASE_SEED, (seed) => {
+    const reports: unknown[] = [];
+    const setup = rig({ seed }, (server) => new RecordingHandler(server, {
+      hooks: {
+        data: (conn, data, start, end) => {
+          if (data[start] === 0xff) throw new Error("poison");
+          server.send(conn, data, start, end);
+        },
+      },
+    }), { onHandlerError: (error) => void reports.push(error) });
+    const client = new RecordingHandler(setup.client);
+    const records = [0, 1, 2].map(() => connectOpen(setup, client));
+    setup.client.send(records[1].conn, new Uint8Array([0xff]), 0, 1);
+    for (const record of [records[0], records[2]]) {
+      setup.client.send(record.conn, new Uint8Array([1, 2, 3]), 0, 3);
+    }
+    setup.network.runUntilIdle();
+    expect(reports.length).toBe(1);
+    expect(records.map((record) => record.closeReason)).toEqual([null, -ECONNRESET, null]);
+    expect(records.map((record) => record.bytesReceived)).toEqual([3, 0, 3]);
+    expect(setup.server.stats().connections).toBe(2);
+  });
+
+  test("without onHandlerError the error is re-thrown from a microtask after the turn", () => {
+    // In a child process: there an uncaught exception can be watched without failing this test.
+    const fakeDir = JSON.stringify(`${import.meta.dir}/../src/fake`);
+    const script = `
+      const { FakeNetwork } = await import(${fakeDir} + "/fake-network.ts");
+      const { FakeTransport } = await import(${fakeDir} + "/fake-transport.ts");
+      const network = new FakeNetwork({ autoRun: false });
+      const server = new FakeTransport(network);
+      const client = new FakeTransport(network);
+      let serverClosed = false;
+      const quiet = { onOpen() {}, onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
+      server.listen({ port: 4000 }, { ...quiet,
+        onData() { throw new Error("boom"); },
+        onClose() { serverClosed = true; } });
+      client.connect("127.0.0.1", 4000, { ...quiet,
+        onOpen(conn) { client.send(conn, new Uint8Array([1]), 0, 1); },
+        onClose(_conn, reason) { console.log("client closed", reason); } });
+      process.on("uncaughtException", (error) => {
+        console.log("uncaught", error.message, "server closed", serverClosed);
+      });
+      network.runUntilIdle();
+      console.log("runUntilIdle returned");`;
+    const result = Bun.spawnSync({ cmd: [process.execPath, "-e", script], timeout: 10_000 });
+    expect(result.stderr.toString()).toBe("");
+    expect(result.stdout.toString().trim().split("\n")).toEqual([
+      `client closed ${-ECONNRESET}`,
+      "runUntilIdle returned",
+      "uncaught boom server closed true",
+    ]);
   });
 });

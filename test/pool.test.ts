@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { residentKiB } from "./support/resident.ts";
 import { fullGC, heapStats } from "bun:jsc";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -365,6 +366,28 @@ describe("BytePool", () => {
     expect(codeOf(() => pool.stats())).toBe(afterFree);
     expect(codeOf(() => pool.region)).toBe(afterFree);
     expect(codeOf(() => pool.destroy())).toBe(PoolErrorCode.DOUBLE_FREE);
+  });
+
+  test("trimIfIdle gives the pages back once the pool stayed idle between two calls", () => {
+    const pool = new BytePool(16 * 1024, 256, { hugepages: "off" }); // 4 MiB
+    const base = pool.region.pointer;
+    const ids = Array.from({ length: 256 }, () => pool.acquire());
+    for (const id of ids) pool.slotView(id).fill(7); // touch every page
+    expect(residentKiB(base)).toBeGreaterThanOrEqual(4096);
+    for (const id of ids.slice(1)) pool.release(id);
+    expect(pool.trimIfIdle()).toBe(0); // acquired since the last call
+    expect(pool.trimIfIdle()).toBe(0); // one slot still in use
+    pool.release(ids[0]);
+    const other = pool.acquire();
+    pool.release(other);
+    expect(pool.trimIfIdle()).toBe(0); // idle now, but used since the last call
+    expect(pool.trimIfIdle()).toBe(4 * 1024 * 1024);
+    expect(residentKiB(base)).toBe(0);
+    expect(pool.trimIfIdle()).toBe(0); // nothing resident any more
+    const again = pool.acquire();
+    expect(pool.slotView(again)[0]).toBe(0); // released pages read back as zeros
+    pool.release(again);
+    pool.destroy();
   });
 
   test("acquire/release allocate nothing (1e6 pairs)", () => {

@@ -6,10 +6,12 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { ENOBUFS } from "../src/api/errno.ts";
 import {
-  MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues, type ChunkSource,
+  LOAN_HEADER_SIZE, MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues, type ChunkSource,
 } from "../src/reactor/send-queues.ts";
 
 const CHUNK = 64;
+const LOANS = 64;
+const LOAN_HEADERS_AT = 0x30_0000;
 
 class ArrayChunks implements ChunkSource {
   readonly memory: Uint8Array;
@@ -41,8 +43,9 @@ function setup(connections = 4, chunks = 8) {
     address: 0x20_0000,
     segment: (index: number) => area.subarray(index * segmentBytes, (index + 1) * segmentBytes),
   };
-  const queues = new SendQueues(connections, source, CHUNK, chunks, areas);
-  return { source, area, queues };
+  const loanHeaders = { address: LOAN_HEADERS_AT, view: new Uint8Array(LOANS * LOAN_HEADER_SIZE) };
+  const queues = new SendQueues(connections, source, CHUNK, chunks, areas, loanHeaders, LOANS);
+  return { source, area, queues, loanHeaders };
 }
 
 const bytes = (length: number, from = 0) => Uint8Array.from({ length }, (_, i) => (from + i) & 0xff);
@@ -156,7 +159,7 @@ describe("SendQueues", () => {
       address: 0x20_0000,
       segment: (index: number) => area.subarray(index * MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE,
         (index + 1) * MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE),
-    });
+    }, noLoanHeaders(), 1);
     expect(queues.queuedBytes(0)).toBe(0);
     expect(small.append(1, bytes(10), 0, 10)).toBe(10);
     small.grow(1100);
@@ -175,23 +178,26 @@ describe("SendQueues", () => {
   });
 
   test("a loan goes out without a copy, after its header, and is given back once sent", () => {
-    const { source, area, queues } = setup();
+    const { source, area, queues, loanHeaders } = setup();
     const given: number[] = [];
     const lender = { giveBack: (token: number) => void given.push(token) };
     const header = Uint8Array.of(0x82, 0x7e, 0x01, 0x00);
     expect(queues.appendLoan(1, header, 0, 4, 0x90_0000, 256, lender, 7)).toBe(260);
     expect(queues.queuedBytes(1)).toBe(260);
     expect(queues.loansOut).toBe(1);
-    expect(queues.prepare(1)).toBe(2); // header chunk + loan: SENDMSG
+    expect(source.available).toBe(8); // the header has a slot of its own: no chunk taken
+    expect(queues.prepare(1)).toBe(2); // header + loan: SENDMSG
     const words = new Uint32Array(area.buffer, 1 * MESSAGE_AREA_SIZE, MESSAGE_AREA_SIZE / 4);
     expect(words[6]).toBe(2);
-    expect(source.bytesAt(words[16], words[18])).toEqual(header);
+    const headerAt = words[16] - LOAN_HEADERS_AT;
+    expect(loanHeaders.view.slice(headerAt, headerAt + words[18])).toEqual(header);
     expect(words[20]).toBe(0x90_0000); // the loan's own address
     expect(words[22]).toBe(256);
     expect(queues.complete(1, 100)).toBe(false); // partly sent: the loan stays
     expect(given).toEqual([]);
-    expect(queues.prepare(1)).toBe(1); // the rest of the loan alone: a plain SEND from it
-    expect(queues.sendAddress).toBe(0x90_0000 + 96);
+    expect(queues.prepare(1)).toBe(2); // the rest of the loan alone: one iovec from it
+    expect(words[6]).toBe(1);
+    expect(words[16]).toBe(0x90_0000 + 96);
     expect(queues.sendLength).toBe(160);
     expect(queues.complete(1, 160)).toBe(true);
     expect(given).toEqual([7]);
@@ -207,23 +213,29 @@ describe("SendQueues", () => {
     expect(queues.append(0, bytes(5), 0, 5)).toBe(5);
     queues.appendLoan(0, bytes(2), 0, 2, 0x91_0000, 10, lender, 2);
     expect(queues.queuedBytes(0)).toBe(2 + 1000 + 5 + 2 + 10);
-    expect(source.available).toBe(6); // one chunk before the first loan, one after it
+    expect(source.available).toBe(7); // only the 5 bytes between the loans take a chunk
     queues.clear(0);
     expect(given).toEqual([1, 2]);
     expect(source.available).toBe(8);
     expect(queues.loansOut).toBe(0);
   });
 
-  test("no loan entry left, or no chunk for the header: -ENOBUFS, nothing queued or kept", () => {
+  test("no loan entry left: -ENOBUFS, nothing queued or kept", () => {
     const source = new ArrayChunks(1);
     const area = new Uint8Array(4 * MESSAGE_AREA_SIZE);
-    const queues = new SendQueues(4, source, CHUNK, 1, { address: 0x20_0000, segment: () => area }, 1);
+    const queues = new SendQueues(4, source, CHUNK, 1, { address: 0x20_0000, segment: () => area },
+      noLoanHeaders(), 1);
     const lender = { giveBack: () => { throw new Error("nothing was lent"); } };
     expect(queues.appendLoan(0, bytes(2), 0, 2, 0x90_0000, 100, lender, 1)).toBe(102);
     expect(queues.appendLoan(1, bytes(2), 0, 2, 0x90_0000, 100, lender, 2)).toBe(-ENOBUFS);
     expect(queues.queuedBytes(1)).toBe(0);
   });
 });
+
+/** Room for one loan's header (tests that make their own SendQueues). */
+function noLoanHeaders() {
+  return { address: LOAN_HEADERS_AT, view: new Uint8Array(LOAN_HEADER_SIZE) };
+}
 
 describe("SendQueues against a model: copies and loans in any order", () => {
   const LOAN_BASE = 0x90_0000;
@@ -232,10 +244,12 @@ describe("SendQueues against a model: copies and loans in any order", () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant("append" as const), length: fc.integer({ min: 1, max: 150 }) }),
       fc.record({ kind: fc.constant("loan" as const), length: fc.integer({ min: 1, max: 300 }) }),
-      fc.record({ kind: fc.constant("send" as const), fraction: fc.double({ min: 0.05, max: 1, noNaN: true }) }),
+      fc.record({ kind: fc.constant("send" as const), fraction: fc.double({ min: 0.05, max: 1, noNaN: true }),
+        // The connection is torn down while this send is in flight: what follows it goes.
+        dropRest: fc.integer({ min: 0, max: 9 }).map((n) => n === 0) }),
     );
     fc.assert(fc.property(fc.array(op, { maxLength: 40 }), fc.boolean(), (ops, clearAtEnd) => {
-      const { source, area, queues } = setup(2, 12);
+      const { source, area, queues, loanHeaders } = setup(2, 12);
       const loanMemory = new Uint8Array(64 * 1024);
       let loanUsed = 0;
       const given: number[] = [];
@@ -247,7 +261,10 @@ describe("SendQueues against a model: copies and loans in any order", () => {
       let tokens = 0;
       const readAt = (address: number, length: number) => address >= LOAN_BASE
         ? loanMemory.slice(address - LOAN_BASE, address - LOAN_BASE + length)
-        : source.bytesAt(address, length);
+        : address >= LOAN_HEADERS_AT
+          ? loanHeaders.view.slice(address - LOAN_HEADERS_AT, address - LOAN_HEADERS_AT + length)
+          : source.bytesAt(address, length);
+      let dropped = false;
       for (const step of ops) {
         if (step.kind === "append") {
           const data = bytes(step.length, next);
@@ -284,14 +301,25 @@ describe("SendQueues against a model: copies and loans in any order", () => {
           }
           const offered = pieces.flatMap((piece) => [...piece]);
           expect(offered.length).toBe(queues.sendLength);
+          if (step.dropRest) {
+            // Only the bytes in flight stay; every loan beyond them comes back now.
+            expect(queues.dropUnsent(0)).toBe(queuedStream.length - offered.length);
+            queuedStream = queuedStream.slice(0, offered.length);
+            for (let token = 0; token < tokens; token++) {
+              if (loanEnds[token] > sentStream.length + offered.length) loanEnds[token] = -1;
+            }
+            dropped = true;
+          }
           const taken = Math.max(1, Math.floor(offered.length * step.fraction));
           sentStream.push(...offered.slice(0, taken));
           queues.complete(0, taken);
           queuedStream = queuedStream.slice(taken);
-          // A loan is given back once the stream has gone past its last byte, not before.
+          // A loan is given back once the stream has gone past its last byte (or it was
+          // dropped), not before.
           for (let token = 0; token < tokens; token++) {
             expect(given.includes(token)).toBe(loanEnds[token] <= sentStream.length);
           }
+          if (dropped) break; // torn down: nothing more is queued on it
         }
       }
       expect(queues.queuedBytes(0)).toBe(queuedStream.length);

@@ -23,12 +23,14 @@ if (!skipReason) {
     name: "io_uring",
     create: () => new UringTransport({ maxConnections: 1024, recvBufferCount: 256,
       sendChunkCount: 1024 }),
+    createWith: (options) => new UringTransport(options),
   });
   // The same contract while per-connection state grows from 2 slots (2, 4, ... 128).
   runTransportContract({
     name: "io_uring, state growing from 2 connections",
     create: () => new UringTransport({ maxConnections: 1024, initialConnections: 2,
       recvBufferCount: 256, sendChunkCount: 1024 }),
+    createWith: (options) => new UringTransport({ initialConnections: 2, ...options }),
   });
 }
 

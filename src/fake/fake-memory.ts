@@ -4,7 +4,7 @@
  * grow, so tests can exhaust them on purpose.
  */
 import type { PoolStats } from "../api/pool.ts";
-import { UsageError } from "../api/errors.ts";
+import { assert } from "../api/errors.ts";
 
 /** Fixed-size receive buffers handed to `onData`; a buffer is in use only during the call. */
 export class FakeRecvBuffers {
@@ -61,9 +61,7 @@ export class FakeRecvBuffers {
   }
 
   release(index: number): void {
-    if (this.freeTop >= this.capacity) {
-      throw new UsageError("DOUBLE_RELEASE", "recv buffer released twice");
-    }
+    assert(this.freeTop < this.capacity, "recv buffer released once");
     this.freeStack[this.freeTop++] = index;
   }
 
@@ -133,7 +131,7 @@ export class FakeSendMemory {
   resize(oldChunks: number, newChunks: number): boolean {
     const used = this.used - oldChunks + newChunks;
     if (used > this.capacity) return false;
-    if (used < 0) throw new UsageError("SEND_MEMORY_UNDERFLOW", "send chunks released twice");
+    assert(used >= 0, "send chunks released once");
     this.used = used;
     if (used > this.highWater) this.highWater = used;
     return true;

@@ -12,12 +12,14 @@
  *  3. deliveries: chunks of inbound bytes go to onData through fixed receive buffers, picked
  *     at random among ready connections (bytes of one connection stay in order), then onEnd;
  *  4. closes: onClose for every connection whose end was decided before or during the turn.
+ * A handler that throws aborts its own connection at once (the peer gets ECONNRESET, everyone
+ * else carries on); its transport reports the error when the turn is over.
  *
  * Every random choice (interleaving, chunk sizes, delays, injected faults) comes from one seeded
  * PRNG, so with `autoRun: false` the same seed and the same calls give the same events.
  */
 import { ECONNREFUSED, ECONNRESET } from "../api/errno.ts";
-import { UsageError } from "../api/errors.ts";
+import { ErrorCode, UsageError } from "../api/errors.ts";
 import { FakePortTable } from "./fake-ports.ts";
 import { FakeSocket, SocketState } from "./fake-socket.ts";
 import type { FakeTransport } from "./fake-transport.ts";
@@ -115,7 +117,8 @@ export class FakeNetwork {
   /** Runs one turn (see the file comment). Not callable from inside a handler. */
   step(): void {
     if (this.inTurn) {
-      throw new UsageError("REENTRANT_STEP", "FakeNetwork.step called from inside a handler");
+      throw new UsageError(ErrorCode.REENTRANT_STEP,
+        "FakeNetwork.step called from inside a handler");
     }
     this.inTurn = true;
     this.turnNumber++;
@@ -230,8 +233,8 @@ export class FakeNetwork {
       server.peer = client;
       client.state = SocketState.Open;
       client.transport.noteConnected();
-      entry.handler.onOpen(server.id, entry.listenerId);
-      client.handler.onOpen(client.id, -1);
+      this.callOpen(server, entry.listenerId);
+      this.callOpen(client, -1);
     }
   }
 
@@ -286,7 +289,11 @@ export class FakeNetwork {
     socket.transport.noteBytesOut(count);
     if (socket.sendQueue.length === 0 && socket.drainWanted && socket.state === SocketState.Open) {
       socket.drainWanted = false;
-      socket.handler.onDrain(socket.id);
+      try {
+        socket.handler.onDrain(socket.id);
+      } catch (error) {
+        socket.transport.handlerThrew(socket, error);
+      }
     }
   }
 
@@ -339,8 +346,12 @@ export class FakeNetwork {
     if (socket.inbound.length === 0) {
       socket.eofReadyTurn = -1;
       transport.noteActivity();
-      socket.handler.onEnd(socket.id);
-      // The contract: when onEnd returns, the transport closes gracefully.
+      try {
+        socket.handler.onEnd(socket.id);
+      } catch (error) {
+        transport.handlerThrew(socket, error);
+      }
+      // The contract: when onEnd returns, the transport closes gracefully (unless it threw).
       if (socket.state === SocketState.Open && socket.closeReason === null) {
         socket.state = SocketState.Closing;
       }
@@ -370,6 +381,8 @@ export class FakeNetwork {
     transport.noteBytesIn(count);
     try {
       socket.handler.onData(socket.id, buffer, start, end);
+    } catch (error) {
+      transport.handlerThrew(socket, error);
     } finally {
       if (transport.poisonAfterCallback) buffer.fill(POISON_BYTE, start, end);
       buffers.release(bufferIndex);
@@ -387,10 +400,20 @@ export class FakeNetwork {
       this.live.delete(socket);
       try {
         socket.handler.onClose(socket.id, reason);
+      } catch (error) {
+        socket.transport.handlerThrew(socket, error);
       } finally {
         // The id may be reused only after onClose returned.
         socket.transport.releaseSocket(socket);
       }
+    }
+  }
+
+  private callOpen(socket: FakeSocket, listener: number): void {
+    try {
+      socket.handler.onOpen(socket.id, listener);
+    } catch (error) {
+      socket.transport.handlerThrew(socket, error);
     }
   }
 

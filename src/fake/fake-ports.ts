@@ -4,7 +4,7 @@
  * listener binds is recorded but not used to route.
  */
 import type { TransportHandler } from "../api/transport.ts";
-import { EADDRINUSE, EINVAL } from "../api/errno.ts";
+import { EADDRINUSE } from "../api/errno.ts";
 import { SystemError } from "../api/errors.ts";
 import type { FakeTransport } from "./fake-transport.ts";
 
@@ -27,12 +27,9 @@ export class FakePortTable {
   /**
    * The port a new listener gets: `requested`, or a free ephemeral port for 0. Throws
    * SystemError EADDRINUSE when the port is taken (unless every holder and the newcomer set
-   * reusePort, as SO_REUSEPORT allows) and EINVAL for a port out of range.
+   * reusePort, as SO_REUSEPORT allows). The caller checked the port (checkListenAddress).
    */
   choosePort(requested: number, reusePort: boolean): number {
-    if (!(Number.isInteger(requested) && requested >= 0 && requested <= 65535)) {
-      throw new SystemError("bind", EINVAL, "port must be an integer in 0..65535");
-    }
     if (requested === 0) return this.freeEphemeralPort();
     const holders = this.byPort.get(requested);
     if (holders === undefined) return requested;

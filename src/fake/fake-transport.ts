@@ -1,12 +1,18 @@
 /**
  * FakeTransport: the Transport contract in memory, on a FakeNetwork shared with other fake
  * transports. It checks arguments, owns connection slots, receive buffers and send memory, and
- * keeps the stats; moving bytes and calling handlers is the network's turn engine.
+ * keeps the stats; moving bytes and calling handlers is the network's turn engine. Sizes and
+ * their defaults, argument checks and the rule for a throwing handler are the ones every
+ * backend shares (src/api), so what passes here behaves the same on io_uring.
  */
-import { EINVAL, EMFILE, EPIPE, ECANCELED } from "../api/errno.ts";
-import { SystemError, UsageError } from "../api/errors.ts";
+import { checkConnectAddress, checkListenAddress } from "../api/address.ts";
+import { EMFILE, EPIPE, ECANCELED } from "../api/errno.ts";
+import { assert, ErrorCode, UsageError } from "../api/errors.ts";
+import { HandlerErrors } from "../api/handler-errors.ts";
 import {
+  checkSendRange,
   CloseMode,
+  resolveTransportSizing,
   type Lender,
   type ListenOptions,
   type Transport,
@@ -46,6 +52,7 @@ export class FakeTransport implements Transport {
   readonly address: string;
   private readonly sendMemory: FakeSendMemory;
   private readonly maxConnections: number;
+  private readonly handlerErrors: HandlerErrors;
   /** Slot table: the connection id is the index. Grows up to maxConnections, never past it. */
   private readonly slots: (FakeSocket | null)[] = [];
   /** Freed ids, reused last-in first-out. */
@@ -61,19 +68,13 @@ export class FakeTransport implements Transport {
   };
 
   constructor(network: FakeNetwork, options: FakeTransportOptions = {}) {
+    // Slots grow on demand here, so initialConnections is checked but has nothing to size.
+    const sizing = resolveTransportSizing(options);
     this.network = network;
-    this.maxConnections = options.maxConnections ?? 65536;
-    if (!(Number.isInteger(this.maxConnections) && this.maxConnections >= 1)) {
-      throw new RangeError("maxConnections must be a positive integer");
-    }
-    this.recvBuffers = new FakeRecvBuffers(
-      options.recvBufferSize ?? 16 * 1024,
-      options.recvBufferCount ?? 256,
-    );
-    this.sendMemory = new FakeSendMemory(
-      options.sendChunkSize ?? 16 * 1024,
-      options.sendChunkCount ?? 4096,
-    );
+    this.maxConnections = sizing.maxConnections;
+    this.recvBuffers = new FakeRecvBuffers(sizing.recvBufferSize, sizing.recvBufferCount);
+    this.sendMemory = new FakeSendMemory(sizing.sendChunkSize, sizing.sendChunkCount);
+    this.handlerErrors = new HandlerErrors(options.onHandlerError);
     this.poisonAfterCallback = options.poisonAfterCallback ?? true;
     this.address = options.address ?? "127.0.0.1";
     network.attach(this);
@@ -81,6 +82,7 @@ export class FakeTransport implements Transport {
 
   listen(options: ListenOptions, handler: TransportHandler): number {
     this.assertUsable("listen");
+    checkListenAddress(options.hostname ?? "0.0.0.0", options.port);
     const reusePort = options.reusePort ?? false;
     const port = this.network.ports.choosePort(options.port, reusePort);
     const listenerId = this.listeners.length;
@@ -92,7 +94,7 @@ export class FakeTransport implements Transport {
 
   listenerPort(listener: number): number {
     const record = this.listeners[listener];
-    if (record === undefined) throw new UsageError("UNKNOWN_LISTENER", "no such listener id");
+    if (record === undefined) throw new UsageError(ErrorCode.NO_LISTENER, "no such listener");
     return record.entry.port;
   }
 
@@ -105,12 +107,7 @@ export class FakeTransport implements Transport {
 
   connect(host: string, port: number, handler: TransportHandler): number {
     this.assertUsable("connect");
-    if (!isIpv4(host) && host !== "localhost") {
-      throw new SystemError("connect", EINVAL, `not an IPv4 address: ${host}`);
-    }
-    if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) {
-      throw new SystemError("connect", EINVAL, "port must be an integer in 1..65535");
-    }
+    checkConnectAddress(host, port);
     const socket = this.openSlot(handler, -1, this.network.ports.ephemeralPort(), port,
       host === "localhost" ? "127.0.0.1" : host);
     // No free slot: answered like socket(2) over RLIMIT_NOFILE (see the report on the contract).
@@ -120,10 +117,7 @@ export class FakeTransport implements Transport {
   }
 
   send(conn: number, data: Uint8Array, start: number, end: number): number {
-    if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end)
-      || end > data.length) {
-      throw new UsageError("BAD_RANGE", "send needs 0 <= start <= end <= data.length");
-    }
+    checkSendRange(data, start, end);
     const socket = this.socketOf(conn);
     const writable = socket !== null && socket.closeReason === null
       && (socket.state === SocketState.Open || socket.state === SocketState.Connecting);
@@ -136,6 +130,8 @@ export class FakeTransport implements Transport {
 
   sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
     second: Uint8Array, secondStart: number, secondEnd: number): number {
+    checkSendRange(first, firstStart, firstEnd);
+    checkSendRange(second, secondStart, secondEnd);
     const firstLength = firstEnd - firstStart;
     const joined = new Uint8Array(firstLength + (secondEnd - secondStart));
     joined.set(first.subarray(firstStart, firstEnd));
@@ -215,17 +211,17 @@ export class FakeTransport implements Transport {
     };
   }
 
-  /**
-   * Closes every listener and connection: own connections get onClose(-ECANCELED) in the next
-   * turn, their peers on other transports onClose(-ECONNRESET). Resolves once every onClose ran
-   * (with autoRun: false, run the network before awaiting). Later calls return the same promise.
-   */
   /** In memory there is nothing to leak: drop every connection without callbacks. */
   closeNow(): void {
     this.disposed = true;
     for (const socket of this.slots) socket?.dropSendQueue();
   }
 
+  /**
+   * Closes every listener and connection: own connections get onClose(-ECANCELED) in the next
+   * turn, their peers on other transports onClose(-ECONNRESET). Resolves once every onClose ran
+   * (with autoRun: false, run the network before awaiting). Later calls return the same promise.
+   */
   dispose(): Promise<void> {
     if (this.disposeDone !== null) return this.disposeDone;
     this.disposed = true;
@@ -273,9 +269,7 @@ export class FakeTransport implements Transport {
 
   /** After onClose returned: the id is free again. */
   releaseSocket(socket: FakeSocket): void {
-    if (this.slots[socket.id] !== socket) {
-      throw new UsageError("DOUBLE_CLOSE", "fake socket released twice");
-    }
+    assert(this.slots[socket.id] === socket, "fake socket released once");
     this.slots[socket.id] = null;
     this.freeIds.push(socket.id);
     this.counters.connections--;
@@ -310,9 +304,16 @@ export class FakeTransport implements Transport {
     this.counters.turns++;
   }
 
-  /** End of every network turn: count parks, finish a dispose. */
+  /** A handler of `socket` threw: the one rule of every backend, abort now, report later. */
+  handlerThrew(socket: FakeSocket, error: unknown): void {
+    this.handlerErrors.add(error, socket.id);
+    this.close(socket.id, CloseMode.Abort); // a no-op once onClose ran
+  }
+
+  /** End of every network turn: count parks, report handler errors, finish a dispose. */
   afterTurn(quiet: boolean): void {
     if (quiet && this.lastActiveTurn === this.network.turn) this.counters.parks++;
+    this.handlerErrors.report();
     this.finishDisposeIfDone();
   }
 
@@ -344,7 +345,7 @@ export class FakeTransport implements Transport {
   }
 
   private assertUsable(call: string): void {
-    if (this.disposed) throw new UsageError("TRANSPORT_DISPOSED", `${call} after dispose`);
+    if (this.disposed) throw new UsageError(ErrorCode.DISPOSED, `${call} after dispose`);
   }
 
   private finishDisposeIfDone(): void {
@@ -355,13 +356,4 @@ export class FakeTransport implements Transport {
     this.network.detach(this);
     resolve();
   }
-}
-
-function isIpv4(host: string): boolean {
-  const parts = host.split(".");
-  if (parts.length !== 4) return false;
-  for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part) || Number(part) > 255) return false;
-  }
-  return true;
 }

@@ -47,6 +47,10 @@ export class BytePool {
   #freeCount: number;
   #highWater = 0;
   #destroyed = false;
+  /** A slot was acquired since the last trimIfIdle() (so pages may be resident). */
+  #acquiredSinceCheck = false;
+  /** Pages may be resident: something was acquired since the last release of the memory. */
+  #touched = false;
 
   constructor(slotSize: number, capacity: number, options: BytePoolOptions = {}) {
     requireCount("slotSize", slotSize);
@@ -84,6 +88,7 @@ export class BytePool {
     if (this.#freeCount === 0) return -1;
     const id = this.#freeStack[--this.#freeCount]!;
     this.#inUse[id] = 1;
+    this.#acquiredSinceCheck = true;
     const inUse = this.capacity - this.#freeCount;
     if (inUse > this.#highWater) this.#highWater = inUse;
     return id;
@@ -100,6 +105,25 @@ export class BytePool {
     if (this.#inUse[id] === 0) throw doubleRelease(id);
     this.#inUse[id] = 0;
     this.#freeStack[this.#freeCount++] = id;
+  }
+
+  /**
+   * Call now and then (say every second): when no slot is in use and none was acquired
+   * since the previous call, give the pool's pages back to the system (they come back on
+   * the next use, zeroed). So a burst (a client that never read, a broadcast to slow
+   * sockets) leaves no resident memory behind once it is over. Returns the bytes released.
+   */
+  trimIfIdle(): number {
+    if (this.#destroyed) return 0;
+    const acquired = this.#acquiredSinceCheck;
+    this.#acquiredSinceCheck = false;
+    if (acquired) {
+      this.#touched = true;
+      return 0;
+    }
+    if (!this.#touched || this.#freeCount !== this.capacity) return 0;
+    this.#touched = false;
+    return this.#region.release(0, this.capacity * this.slotSize);
   }
 
   /** Whether slot `id` is currently acquired. */

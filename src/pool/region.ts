@@ -11,7 +11,7 @@ import { assert, UsageError } from "../api/errors.ts";
 import type { MemoryRegionInfo, RegionKind, RegionOptions } from "../api/pool.ts";
 import { systemError } from "../ffi/errno.ts";
 import {
-  lastErrno, libc, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_HUGETLB,
+  lastErrno, libc, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_HUGETLB,
   MAP_PRIVATE, PROT_READ, PROT_WRITE,
 } from "../ffi/libc.ts";
 import { viewOf } from "../ffi/memory.ts";
@@ -155,6 +155,21 @@ export class MemoryRegion implements MemoryRegionInfo {
   /** A view of [start, end) (allocates a view: not for hot paths). Throws after free(). */
   subarray(start: number, end: number): Uint8Array {
     return this.view.subarray(start, end);
+  }
+
+  /**
+   * Give the physical pages of [start, end) back to the system (MADV_DONTNEED), keeping the
+   * mapping: the bytes read as zero afterwards and cost memory again once written. Only
+   * whole pages are released (2 MiB ones for hugetlb). Call it only for memory that nothing,
+   * the kernel included, reads or writes now. Returns the bytes released.
+   */
+  release(start = 0, end = this.size): number {
+    if (this.#freed) throw useAfterFree();
+    const page = this.kind === "hugetlb" ? hugepageSize() : PAGE_SIZE;
+    const from = Math.ceil(start / page) * page;
+    const to = Math.min(this.size, Math.floor(end / page) * page);
+    if (to <= from) return 0;
+    return libc().madvise(this.#pointer + from, to - from, MADV_DONTNEED) === 0 ? to - from : 0;
   }
 
   /** munmap. A second free() throws UsageError (WS_ERR_DOUBLE_FREE). */

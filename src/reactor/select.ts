@@ -2,7 +2,7 @@
  * The one place that looks at the platform: picks the transport backend for "auto".
  * Today: io_uring on Linux. epoll (where seccomp forbids io_uring) and IOCP slot in here.
  */
-import { SystemError, UsageError } from "../api/errors.ts";
+import { ErrorCode, SystemError, UsageError } from "../api/errors.ts";
 import type { Transport } from "../api/transport.ts";
 import { UringTransport, type UringTransportOptions } from "./uring-transport.ts";
 
@@ -12,10 +12,10 @@ export type BackendChoice = "auto" | "io_uring";
 export function createTransport(backend: BackendChoice = "auto",
   options: UringTransportOptions = {}): Transport {
   if (backend !== "auto" && backend !== "io_uring") {
-    throw new UsageError("WS_ERR_BAD_BACKEND", `unknown backend "${backend}"`);
+    throw new UsageError(ErrorCode.BAD_BACKEND, `unknown backend "${backend}"`);
   }
   if (process.platform !== "linux") {
-    throw new UsageError("WS_ERR_NO_BACKEND",
+    throw new UsageError(ErrorCode.NO_BACKEND,
       `no native backend for ${process.platform} yet (IOCP is planned)`);
   }
   try {

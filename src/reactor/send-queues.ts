@@ -7,13 +7,22 @@
  *
  * A chain may also hold loans: ranges of someone else's native memory queued without a copy
  * (a received message echoed or broadcast, see `appendLoan`). Entry ids below chunkCount are
- * pool chunks, the rest loans; a loan is handed back to its lender when sent or dropped.
+ * pool chunks, the rest loans; a loan is handed back to its lender when sent or dropped. A
+ * loan carries its frame header in a small native slot of its own and goes out as two
+ * iovecs: headers do not take a pool chunk each (a 16 KiB chunk per 14-byte header was most
+ * of what a slow reader's queue of loans held beyond the loans themselves).
  */
 import { ENOBUFS } from "../api/errno.ts";
 import { assert } from "../api/errors.ts";
 import type { Lender } from "../api/transport.ts";
 import { IOVEC_SIZE, MSGHDR_IOV, MSGHDR_IOVLEN } from "../ffi/io-uring-abi.ts";
 import { grown } from "../pool/grown-array.ts";
+
+/** Native memory for loans' headers: LOAN_HEADER_SIZE bytes per loan, loan i at i × 16. */
+export interface LoanHeaderArea {
+  readonly address: number;
+  readonly view: Uint8Array;
+}
 
 /** Where chunk memory comes from (a BytePool). */
 export interface ChunkSource {
@@ -45,6 +54,10 @@ export interface MessageAreas {
 }
 
 const TWO_32 = 0x1_0000_0000;
+/** Loans queued at once by default, over all connections. */
+export const LOANS_MAX = 1024;
+/** Room for a loan's header (a WebSocket frame header is at most 14 bytes). */
+export const LOAN_HEADER_SIZE = 16;
 /** Below this, copy byte by byte (cheaper than any native call). */
 const SMALL_COPY = 64;
 const copyBytes = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array,
@@ -68,6 +81,9 @@ export class SendQueues {
   private readonly chunkLength: Int32Array;
   // Loans, indexed by entry id - chunkCount.
   private readonly loanAddress: Float64Array;
+  /** Bytes of the loan's header (in its slot of loanHeaders), sent before the payload. */
+  private readonly loanHeaderLength: Uint8Array;
+  private readonly loanHeaders: LoanHeaderArea;
   private readonly loanToken: Int32Array;
   private readonly loanLender: (Lender | undefined)[];
   private readonly freeLoans: Int32Array;
@@ -77,9 +93,16 @@ export class SendQueues {
   private readonly messageWords: (Uint32Array | undefined)[] = [];
   private readonly messageAddress: number;
 
-  /** @param loanCount loans queued at once, over all connections (beyond, callers copy). */
+  /**
+   * @param loanHeaders native room for loanCount headers (LOAN_HEADER_SIZE each).
+   * @param loanCount loans queued at once, over all connections (beyond, callers copy).
+   */
   constructor(maxConnections: number, chunks: ChunkSource, chunkSize: number,
-    chunkCount: number, messageAreas: MessageAreas, loanCount = 1024) {
+    chunkCount: number, messageAreas: MessageAreas, loanHeaders: LoanHeaderArea,
+    loanCount = LOANS_MAX) {
+    assert(loanHeaders.view.byteLength >= loanCount * LOAN_HEADER_SIZE, "room for every loan's header");
+    this.loanHeaders = loanHeaders;
+    this.loanHeaderLength = new Uint8Array(loanCount);
     this.chunks = chunks;
     this.chunkCount = chunkCount;
     this.chunkSize = chunkSize;
@@ -161,17 +184,22 @@ export class SendQueues {
   appendLoan(conn: number, header: Uint8Array, headerStart: number, headerEnd: number,
     address: number, length: number, lender: Lender, token: number): number {
     assert(length > 0, "a loan of no bytes");
-    if (this.freeLoanCount === 0 || !this.hasRoom(conn, headerEnd - headerStart)) return -ENOBUFS;
-    this.copyIn(conn, header, headerStart, headerEnd);
+    const headerLength = headerEnd - headerStart;
+    assert(headerLength <= LOAN_HEADER_SIZE, "a loan's header fits its slot");
+    if (this.freeLoanCount === 0) return -ENOBUFS;
     const loan = this.freeLoans[--this.freeLoanCount];
+    const slot = this.loanHeaders.view;
+    const at = loan * LOAN_HEADER_SIZE;
+    for (let i = 0; i < headerLength; i++) slot[at + i] = header[headerStart + i];
+    this.loanHeaderLength[loan] = headerLength;
     this.loanAddress[loan] = address;
     this.loanToken[loan] = token;
     this.loanLender[loan] = lender;
     const id = this.chunkCount + loan;
-    this.chunkLength[id] = length;
+    this.chunkLength[id] = headerLength + length;
     this.link(conn, id);
-    this.queued[conn] += length;
-    return headerEnd - headerStart + length;
+    this.queued[conn] += headerLength + length;
+    return headerLength + length;
   }
 
   /** Loans queued now, over all connections. */
@@ -239,8 +267,8 @@ export class SendQueues {
     if (this.inFlight[conn] > 0 || this.queued[conn] === 0) return 0;
     const head = this.head[conn];
     const offset = this.headOffset[conn];
-    if (this.chunkNext[head] === -1) {
-      this.sendAddress = this.entryAddress(head) + offset;
+    if (this.chunkNext[head] === -1 && head < this.chunkCount) {
+      this.sendAddress = this.chunks.slotAddress(head) + offset;
       this.sendLength = this.chunkLength[head] - offset;
       this.inFlight[conn] = this.sendLength;
       return 1;
@@ -251,17 +279,26 @@ export class SendQueues {
     const message = this.messageAddress + conn * MESSAGE_AREA_SIZE;
     let total = 0;
     let count = 0;
-    for (let id = head; id !== -1 && count < IOVECS_PER_SEND; id = this.chunkNext[id]) {
+    // A loan takes up to two iovecs (its header, its payload): stop while both fit.
+    for (let id = head; id !== -1 && count < IOVECS_PER_SEND - 1; id = this.chunkNext[id]) {
       const skip = id === head ? offset : 0;
-      const address = this.entryAddress(id) + skip;
-      const length = this.chunkLength[id] - skip;
-      const iov = base + 16 + count * 4; // iovecs start at byte 64 of the area
-      words[iov] = address >>> 0;
-      words[iov + 1] = Math.floor(address / TWO_32);
-      words[iov + 2] = length;
-      words[iov + 3] = 0;
-      total += length;
-      count++;
+      const end = this.chunkLength[id];
+      if (id < this.chunkCount) {
+        writeIovec(words, base, count++, this.chunks.slotAddress(id) + skip, end - skip);
+      } else {
+        const loan = id - this.chunkCount;
+        const headerLength = this.loanHeaderLength[loan];
+        if (skip < headerLength) {
+          const headerEnd = Math.min(headerLength, end);
+          writeIovec(words, base, count++,
+            this.loanHeaders.address + loan * LOAN_HEADER_SIZE + skip, headerEnd - skip);
+        }
+        const from = Math.max(skip, headerLength);
+        if (end > from) {
+          writeIovec(words, base, count++, this.loanAddress[loan] + (from - headerLength), end - from);
+        }
+      }
+      total += end - skip;
     }
     const iovAddress = message + 64;
     for (let i = 0; i < 14; i++) words[base + i] = 0; // msghdr: no name, no control
@@ -310,10 +347,6 @@ export class SendQueues {
     this.headOffset[conn] = 0;
     if (this.head[conn] === -1) this.tail[conn] = -1;
     this.releaseEntry(head);
-  }
-
-  private entryAddress(id: number): number {
-    return id < this.chunkCount ? this.chunks.slotAddress(id) : this.loanAddress[id - this.chunkCount];
   }
 
   /** A chunk goes back to the pool, a loan to its lender. */
@@ -377,4 +410,14 @@ export class SendQueues {
     this.inFlight[conn] = 0;
     this.queued[conn] = 0;
   }
+}
+
+/** iovec `index` of the message area at word `base`: {base address, length}. */
+function writeIovec(words: Uint32Array, base: number, index: number, address: number,
+  length: number): void {
+  const iov = base + 16 + index * 4; // iovecs start at byte 64 of the area
+  words[iov] = address >>> 0;
+  words[iov + 1] = Math.floor(address / TWO_32);
+  words[iov + 2] = length;
+  words[iov + 3] = 0;
 }

@@ -2,7 +2,7 @@
  * Synchronous socket set-up through libc (rare calls: listen, connect's socket(), options).
  * The data path never comes here; it goes through io_uring.
  */
-import { UsageError } from "../api/errors.ts";
+import { ErrorCode, UsageError } from "../api/errors.ts";
 import {
   AF_INET, check, IPPROTO_TCP, libc, SO_LINGER, SO_REUSEADDR, SO_REUSEPORT, SOCK_CLOEXEC,
   SOCK_STREAM, SOL_SOCKET, TCP_NODELAY,
@@ -21,7 +21,7 @@ export function parseIpv4(host: string): [number, number, number, number] {
   if (parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) {
     return parts.map(Number) as [number, number, number, number];
   }
-  throw new UsageError("WS_ERR_BAD_ADDRESS",
+  throw new UsageError(ErrorCode.BAD_ADDRESS,
     `"${host}" is not an IPv4 address (resolve names before listening or connecting)`);
 }
 

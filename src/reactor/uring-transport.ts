@@ -11,23 +11,27 @@
 import {
   EAGAIN, ECANCELED, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPIPE,
 } from "../api/errno.ts";
-import { assert, UsageError } from "../api/errors.ts";
+import { checkConnectAddress, checkListenAddress } from "../api/address.ts";
+import { assert, ErrorCode, UsageError } from "../api/errors.ts";
+import { HandlerErrors } from "../api/handler-errors.ts";
 import type { RegionKind } from "../api/pool.ts";
 import {
-  CloseMode, type Lender, type ListenOptions, type Transport, type TransportHandler,
-  type TransportOptions, type TransportStats,
+  checkSendRange, CloseMode, resolveTransportSizing, type Lender, type ListenOptions,
+  type Transport, type TransportHandler, type TransportOptions, type TransportStats,
 } from "../api/transport.ts";
 import * as abi from "../ffi/io-uring-abi.ts";
 import { libc, SOCK_CLOEXEC } from "../ffi/libc.ts";
 import { BytePool } from "../pool/byte-pool.ts";
 import { MemoryRegion } from "../pool/region.ts";
-import { grown, initialCapacity, nextCapacity } from "../pool/grown-array.ts";
+import { grown, nextCapacity } from "../pool/grown-array.ts";
 import { SegmentedViews } from "../pool/segmented-views.ts";
 import { EventfdPark } from "./eventfd-park.ts";
 import { ConnectionFifo } from "./connection-fifo.ts";
 import { HeldBuffers } from "./held-buffers.ts";
 import { LoopScheduler } from "./loop-scheduler.ts";
-import { MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues } from "./send-queues.ts";
+import {
+  LOAN_HEADER_SIZE, LOANS_MAX, MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues,
+} from "./send-queues.ts";
 import {
   endpointOf, formatEndpoint, openListener, peerEndpoint, SOCKADDR_IN_SIZE, setResetOnClose,
   tcpSocket, writeSockaddrIn,
@@ -79,6 +83,8 @@ const DIRTY = 8;
 const EOF_SEEN = 16;
 
 const RECV_BUFFER_GROUP = 0;
+/** How often an idle send pool is offered to give its pages back (BytePool.trimIfIdle). */
+const SEND_TRIM_INTERVAL_MS = 1000;
 
 export class UringTransport implements Transport {
   readonly backend = "io_uring" as const;
@@ -137,7 +143,9 @@ export class UringTransport implements Transport {
   private readonly scheduler: LoopScheduler;
   private disposed = false;
   private disposing: Promise<void> | undefined;
-  private pendingError: unknown = undefined;
+  private readonly trimTimer: ReturnType<typeof setInterval>;
+  /** Throws from handlers, reported when the turn is over (TransportOptions.onHandlerError). */
+  private readonly handlerErrors: HandlerErrors;
 
   // Counters.
   private connections = 0;
@@ -154,21 +162,20 @@ export class UringTransport implements Transport {
   private refusedAccepts = 0;
 
   constructor(options: UringTransportOptions = {}) {
-    const maxConnections = options.maxConnections ?? 65536;
-    // 128 × 32 KiB: a recv of several 4 KiB frames fits one buffer more often than in 16 KiB
-    // ones (fewer assemblies: +7% at 4 KiB, +5% at 64 KiB measured), and 128 buffers did not
-    // run out with 2,000 busy connections (64 × 64 KiB did, rarely).
-    const recvBufferSize = options.recvBufferSize ?? 32768;
-    const recvBufferCount = options.recvBufferCount ?? 128;
+    // Defaults (TRANSPORT_DEFAULTS) and range checks shared by every backend, before allocating.
+    const { maxConnections, initialConnections, recvBufferSize, recvBufferCount, sendChunkSize,
+      sendChunkCount } = resolveTransportSizing(options);
+    this.handlerErrors = new HandlerErrors(options.onHandlerError);
     const recvBufferCountMax = options.recvBufferCountMax ?? Math.max(recvBufferCount, 1024);
-    assert(recvBufferCountMax >= recvBufferCount && (recvBufferCountMax & (recvBufferCountMax - 1)) === 0,
-      "recvBufferCountMax: a power of two, at least recvBufferCount");
-    const sendChunkSize = options.sendChunkSize ?? 16384;
-    const sendChunkCount = options.sendChunkCount ?? 4096;
+    if (!(Number.isInteger(recvBufferCountMax) && recvBufferCountMax >= recvBufferCount &&
+      recvBufferCountMax <= 32768 && (recvBufferCountMax & (recvBufferCountMax - 1)) === 0)) {
+      throw new UsageError(ErrorCode.BAD_OPTION,
+        `recvBufferCountMax must be a power of two from recvBufferCount to 32768, got ${recvBufferCountMax}`);
+    }
     const memory = { node: options.node, hugepages: options.hugepages ?? "auto" } as const;
     this.maxConnections = maxConnections;
     // Per-connection state starts small and doubles as slots are used (grown-array.ts).
-    const initialSlots = initialCapacity(maxConnections, options.initialConnections);
+    const initialSlots = initialConnections;
     this.scheduler = new LoopScheduler({
       turn: () => this.turn(),
       hasPendingSubmissions: () => this.ring.pendingSubmissions() > 0,
@@ -189,17 +196,24 @@ export class UringTransport implements Transport {
       cleanup.push(() => this.buffers.close());
       this.sendPool = new BytePool(sendChunkSize, sendChunkCount, memory);
       cleanup.push(() => this.sendPool.destroy());
-      // Per-connection native scratch the kernel reads after submission: msghdr + iovecs
-      // for SENDMSG and a sockaddr for CONNECT. Touched and viewed lazily, so it costs (in
-      // RSS and in JSC's heap accounting) only what is used.
+      // Native scratch the kernel reads after submission: per connection a msghdr + iovecs
+      // for SENDMSG and a sockaddr for CONNECT, and the loans' frame headers. Touched and
+      // viewed lazily, so it costs (in RSS and in JSC's heap accounting) only what is used.
       const messageBytes = maxConnections * MESSAGE_AREA_SIZE;
-      this.metaRegion = MemoryRegion.allocate(messageBytes + maxConnections * SOCKADDR_IN_SIZE,
+      const sockaddrBytes = maxConnections * SOCKADDR_IN_SIZE;
+      const loanHeaderBytes = LOANS_MAX * LOAN_HEADER_SIZE;
+      this.metaRegion = MemoryRegion.allocate(messageBytes + sockaddrBytes + loanHeaderBytes,
         { hugepages: "off", node: options.node });
       cleanup.push(() => this.metaRegion.free());
       const messageAreas = new SegmentedViews(this.metaRegion, messageBytes,
         MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE);
+      const loanHeadersAt = messageBytes + sockaddrBytes;
+      const loanHeaders = {
+        address: this.metaRegion.pointer + loanHeadersAt,
+        view: this.metaRegion.viewRange(loanHeadersAt, loanHeadersAt + loanHeaderBytes),
+      };
       this.queues = new SendQueues(initialSlots, this.sendPool, this.sendPool.slotSize,
-        sendChunkCount, messageAreas);
+        sendChunkCount, messageAreas, loanHeaders, LOANS_MAX);
       this.sockaddrBase = messageBytes;
       this.park = new EventfdPark(this.ring, this.scheduler.wake);
     } catch (error) {
@@ -207,6 +221,9 @@ export class UringTransport implements Transport {
       throw error;
     }
 
+    // Send memory left resident by a burst goes back to the system once the pool idles.
+    this.trimTimer = setInterval(() => this.sendPool.trimIfIdle(), SEND_TRIM_INTERVAL_MS);
+    this.trimTimer.unref();
     this.slotCapacity = initialSlots;
     this.fds = new Int32Array(initialSlots).fill(-1);
     this.states = new Uint8Array(initialSlots);
@@ -239,6 +256,7 @@ export class UringTransport implements Transport {
 
   listen(options: ListenOptions, handler: TransportHandler): number {
     this.assertLive();
+    checkListenAddress(options.hostname ?? "0.0.0.0", options.port);
     const { fd, port } = openListener(options.hostname ?? "0.0.0.0", options.port,
       options.backlog ?? 4096, options.reusePort ?? false);
     const id = this.listenerFds.length;
@@ -253,7 +271,7 @@ export class UringTransport implements Transport {
 
   listenerPort(listener: number): number {
     const port = this.listenerPorts[listener];
-    if (port === undefined) throw new UsageError("WS_ERR_NO_LISTENER", "no such listener");
+    if (port === undefined) throw new UsageError(ErrorCode.NO_LISTENER, "no such listener");
     return port;
   }
 
@@ -281,7 +299,8 @@ export class UringTransport implements Transport {
   connect(host: string, port: number, handler: TransportHandler): number {
     this.assertLive();
     // Everything that can throw comes before a slot or a descriptor is taken.
-    const peer = endpointOf(host, checkPort(port));
+    checkConnectAddress(host, port);
+    const peer = endpointOf(host, port);
     const conn = this.allocateSlot();
     if (conn < 0) return -EMFILE;
     let fd: number;
@@ -303,6 +322,7 @@ export class UringTransport implements Transport {
   }
 
   send(conn: number, data: Uint8Array, start: number, end: number): number {
+    checkSendRange(data, start, end);
     const state = this.states[conn];
     if (state !== OPEN && state !== CONNECTING) return -EPIPE;
     const queued = this.queues.append(conn, data, start, end);
@@ -312,6 +332,8 @@ export class UringTransport implements Transport {
 
   sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
     second: Uint8Array, secondStart: number, secondEnd: number): number {
+    checkSendRange(first, firstStart, firstEnd);
+    checkSendRange(second, secondStart, secondEnd);
     const state = this.states[conn];
     if (state !== OPEN && state !== CONNECTING) return -EPIPE;
     const queued = this.queues.appendPair(conn, first, firstStart, firstEnd,
@@ -323,9 +345,11 @@ export class UringTransport implements Transport {
   sendLoaned(conn: number, header: Uint8Array, headerStart: number, headerEnd: number,
     payload: Uint8Array, payloadStart: number, payloadEnd: number, payloadAddress: number,
     lender: Lender, token: number): number {
+    checkSendRange(header, headerStart, headerEnd);
+    checkSendRange(payload, payloadStart, payloadEnd);
     const state = this.states[conn];
     if (state !== OPEN && state !== CONNECTING) return -EPIPE;
-    assert(payloadEnd > payloadStart && payloadEnd <= payload.length, "loan range inside the payload");
+    assert(payloadEnd > payloadStart, "a loan of at least one byte");
     const queued = this.queues.appendLoan(conn, header, headerStart, headerEnd, payloadAddress,
       payloadEnd - payloadStart, lender, token);
     if (queued > 0) this.markDirty(conn);
@@ -470,7 +494,7 @@ export class UringTransport implements Transport {
       try {
         handler.onClose(conn, reason);
       } catch (error) {
-        this.pendingError ??= error;
+        this.handlerErrors.add(error, conn); // already gone: nothing to abort
       }
       this.closingConn = -1;
     }
@@ -524,13 +548,7 @@ export class UringTransport implements Transport {
     this.buffers.publish();
     this.feedStarving();
     this.turns++;
-    if (this.pendingError !== undefined) {
-      const error = this.pendingError;
-      this.pendingError = undefined;
-      queueMicrotask(() => {
-        throw error;
-      });
-    }
+    this.handlerErrors.report();
     return seen;
   }
 
@@ -637,12 +655,17 @@ export class UringTransport implements Transport {
     if (this.queues.queuedBytes(conn) > 0) this.markDirty(conn);
   }
 
+  /** A handler threw: the rule of every backend, abort this connection now, report later. */
+  private handlerThrew(conn: number, error: unknown): void {
+    this.handlerErrors.add(error, conn);
+    this.close(conn, CloseMode.Abort);
+  }
+
   private invokeOpen(conn: number, listener: number): void {
     try {
       this.handlers[conn]!.onOpen(conn, listener);
     } catch (error) {
-      this.pendingError ??= error;
-      this.close(conn, CloseMode.Abort);
+      this.handlerThrew(conn, error);
     }
   }
 
@@ -691,8 +714,7 @@ export class UringTransport implements Transport {
     try {
       this.handlers[conn]!.onData(conn, this.buffers.views[bid], 0, length);
     } catch (error) {
-      this.pendingError ??= error;
-      this.close(conn, CloseMode.Abort);
+      this.handlerThrew(conn, error);
     }
     this.returned[this.returnedCount++] = bid;
   }
@@ -746,7 +768,7 @@ export class UringTransport implements Transport {
       try {
         this.handlers[conn]!.onEnd(conn);
       } catch (error) {
-        this.pendingError ??= error;
+        this.handlerThrew(conn, error); // the close below is then a no-op
       }
     }
     this.close(conn, CloseMode.Graceful);
@@ -795,8 +817,7 @@ export class UringTransport implements Transport {
     try {
       this.handlers[conn]!.onDrain(conn);
     } catch (error) {
-      this.pendingError ??= error;
-      this.close(conn, CloseMode.Abort);
+      this.handlerThrew(conn, error);
     }
   }
 
@@ -887,6 +908,7 @@ export class UringTransport implements Transport {
       if (this.scheduler.runTurn() === 0) await new Promise((resolve) => setTimeout(resolve, 1));
     }
     this.disposed = true;
+    clearInterval(this.trimTimer);
     this.scheduler.stop();
     this.park.close();
     this.buffers.close();
@@ -900,6 +922,7 @@ export class UringTransport implements Transport {
   closeNow(): void {
     if (this.disposed) return;
     this.disposed = true;
+    clearInterval(this.trimTimer);
     this.scheduler.stop();
     for (let conn = 0; conn < this.slotCapacity; conn++) {
       if (this.states[conn] !== FREE && this.fds[conn] >= 0) libc().close(this.fds[conn]);
@@ -915,14 +938,7 @@ export class UringTransport implements Transport {
 
   private assertLive(): void {
     if (this.disposed || this.disposing !== undefined) {
-      throw new UsageError("WS_ERR_DISPOSED", "the transport was disposed");
+      throw new UsageError(ErrorCode.DISPOSED, "the transport was disposed");
     }
   }
-}
-
-function checkPort(port: number): number {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new UsageError("WS_ERR_BAD_ADDRESS", `port ${port} is not an integer in 1..65535`);
-  }
-  return port;
 }

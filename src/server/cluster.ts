@@ -6,7 +6,7 @@
  * on its own pinned CPU with its own ring, SO_REUSEPORT listener and NUMA-local pools.
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
-import { UsageError } from "../api/errors.ts";
+import { ErrorCode, UsageError } from "../api/errors.ts";
 import type { TransportStats } from "../api/transport.ts";
 import type { Server, ServerStats } from "../api/websocket.ts";
 import { allowedCpus, nodeOfCpu, pinThreadToCpu } from "../reactor/affinity.ts";
@@ -112,7 +112,7 @@ export function threadCount(threads: number | "auto" | undefined): number {
   if (threads === undefined || threads === 0) return 0;
   if (threads === "auto") return allowedCpus().length;
   if (!Number.isInteger(threads) || threads < 0 || threads > 1024) {
-    throw new UsageError("WS_ERR_BAD_OPTION", "threads must be \"auto\" or an integer 0..1024");
+    throw new UsageError(ErrorCode.BAD_OPTION, "threads must be \"auto\" or an integer 0..1024");
   }
   return threads;
 }

@@ -57,6 +57,8 @@ export class MessageBufferPool implements MessageBuffers, Lender {
   private cachedBytes = 0;
   private mappings = 0;
   private disposed = false;
+  /** A native buffer was handed out since the last trimIdle(). */
+  private acquiredSinceTrim = false;
 
   /** @param maxCachedBytes free heap and own-mapping buffers kept for reuse, in all. */
   constructor(private readonly maxCachedBytes = 64 * 1024 * 1024) {
@@ -135,7 +137,32 @@ export class MessageBufferPool implements MessageBuffers, Lender {
     this.cachedBytes = 0;
   }
 
+  /**
+   * Give memory back after a burst: call it every second or so. An arena none of whose
+   * buffers was used since the last call releases its pages; cached buffers with mappings
+   * of their own are unmapped when nothing was acquired since the last call either.
+   * Returns the bytes given back.
+   */
+  trimIdle(): number {
+    const acquired = this.acquiredSinceTrim;
+    this.acquiredSinceTrim = false;
+    let released = 0;
+    for (const arena of this.arenas) if (arena !== undefined) released += arena.trimIfIdle();
+    if (acquired) return released;
+    for (let sizeClass = ARENA_CLASS_MAX + 1; sizeClass < this.free.length; sizeClass++) {
+      const list = this.free[sizeClass];
+      while (list.length > 0) {
+        const buffer = list.pop()!;
+        this.cachedBytes -= buffer.length;
+        released += buffer.length;
+        this.drop(this.nativeOf(buffer)!);
+      }
+    }
+    return released;
+  }
+
   private acquireNative(sizeClass: number): NativeBuffer {
+    this.acquiredSinceTrim = true;
     let native: NativeBuffer | undefined;
     if (sizeClass <= ARENA_CLASS_MAX && !this.disposed) native = this.fromArena(sizeClass);
     if (native === undefined) {

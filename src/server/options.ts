@@ -2,7 +2,7 @@
  * serve() options: defaults and validation, done once. Everything past this point reads
  * plain, checked numbers (milliseconds, bytes).
  */
-import { UsageError } from "../api/errors.ts";
+import { ErrorCode, UsageError } from "../api/errors.ts";
 import type { ServeOptions, WebSocketHandler } from "../api/websocket.ts";
 
 export interface ResolvedOptions<T> {
@@ -32,21 +32,21 @@ const MiB = 1024 * 1024;
 function count(name: string, value: number | undefined, fallback: number, min = 0, max = 2 ** 53): number {
   const chosen = value ?? fallback;
   if (typeof chosen !== "number" || !Number.isFinite(chosen) || chosen < min || chosen > max) {
-    throw new UsageError("WS_ERR_BAD_OPTION", `${name} must be a number from ${min} to ${max}`);
+    throw new UsageError(ErrorCode.BAD_OPTION, `${name} must be a number from ${min} to ${max}`);
   }
   return chosen;
 }
 
 export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> {
   if (options === null || typeof options !== "object") {
-    throw new UsageError("WS_ERR_BAD_OPTION", "serve() needs an options object");
+    throw new UsageError(ErrorCode.BAD_OPTION, "serve() needs an options object");
   }
   if (typeof options.websocket?.message !== "function") {
-    throw new UsageError("WS_ERR_BAD_OPTION", "websocket.message(ws, message) is required");
+    throw new UsageError(ErrorCode.BAD_OPTION, "websocket.message(ws, message) is required");
   }
   const backend = options.backend ?? "auto";
   if (backend !== "auto" && backend !== "io_uring" && backend !== "fake") {
-    throw new UsageError("WS_ERR_BAD_OPTION", `unknown backend "${String(backend)}"`);
+    throw new UsageError(ErrorCode.BAD_OPTION, `unknown backend "${String(backend)}"`);
   }
   const idleTimeoutMs = count("idleTimeout", options.idleTimeout, 120, 0, 86_400) * 1000;
   const closeTimeoutMs = count("closeTimeout", options.closeTimeout, 5, 0.01, 3600) * 1000;

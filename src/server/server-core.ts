@@ -28,6 +28,8 @@ const PARSER_POOL_SIZE = 64;
 const POOLED_PARSER_BYTES = 4096;
 /** Handshake states kept for reuse (see HandshakeState.start for when one comes back). */
 const HANDSHAKE_POOL_SIZE = 64;
+/** Message buffers idle this long give their memory back (MessageBufferPool.trimIdle). */
+const TRIM_INTERVAL_MS = 1000;
 
 export class ServerCore<T> implements TransportHandler {
   /** A Buffer, so text can be encoded in place with utf8Write (no subarray per send). */
@@ -55,6 +57,7 @@ export class ServerCore<T> implements TransportHandler {
   /** Coarse time, refreshed by the tick: good enough for second-scale timeouts, and free. */
   private now: number;
   private liveConnections = 0;
+  private lastTrim = 0;
   private stopping = false;
   private stopped: Promise<void> | undefined;
   private whenEmpty: (() => void) | undefined;
@@ -276,6 +279,10 @@ export class ServerCore<T> implements TransportHandler {
     this.now = this.clock.now();
     this.expireDeadlines();
     this.expireIdle();
+    if (this.now - this.lastTrim >= TRIM_INTERVAL_MS) {
+      this.lastTrim = this.now;
+      this.messageBuffers.trimIdle();
+    }
   }
 
   private expireDeadlines(): void {

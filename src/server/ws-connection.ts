@@ -5,7 +5,7 @@
  * string of a text message and the view of a binary one.
  */
 import { ReadyState, SEND_BACKPRESSURE, SEND_DROPPED, type ServerWebSocket } from "../api/websocket.ts";
-import { UsageError } from "../api/errors.ts";
+import { ErrorCode, UsageError } from "../api/errors.ts";
 import { ENOBUFS } from "../api/errno.ts";
 import { CloseMode } from "../api/transport.ts";
 import {
@@ -272,7 +272,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     const payload = data === undefined ? EMPTY
       : typeof data === "string" ? textEncoder.encode(data) : toBytes(data);
     if (payload.length > 125) {
-      throw new UsageError("WS_ERR_CONTROL_TOO_LONG", "ping/pong payloads are at most 125 bytes");
+      throw new UsageError(ErrorCode.PING_PAYLOAD_TOO_LONG, "ping/pong payloads are at most 125 bytes");
     }
     return this.writeControl(opcode, payload, 0, payload.length);
   }
@@ -298,7 +298,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   close(code: number = CLOSE_NORMAL, reason = ""): void {
     if (this.readyState !== ReadyState.OPEN) return;
     if (!isValidCloseCode(code)) {
-      throw new UsageError("WS_ERR_INVALID_CLOSE_CODE", `close code ${code} may not be sent`);
+      throw new UsageError(ErrorCode.CLOSE_CODE_NOT_SENDABLE, `close code ${code} may not be sent`);
     }
     this.sendClose(code, reason);
     this.closeRecord = { code, reason };

@@ -281,3 +281,22 @@ describe("MessageBufferPool lends its large buffers", () => {
     expect(pool.lend(inArena)).toBe(-1);
   });
 });
+
+describe("MessageBufferPool gives memory back after a burst", () => {
+  test("trimIdle: idle arenas release their pages, idle cached mappings are unmapped", () => {
+    const pool = new MessageBufferPool();
+    const inArena = pool.acquire(64 * KiB)!; // an arena class
+    const ownMapping = pool.acquire(4 * MiB)!; // a mapping of its own
+    inArena.fill(7);
+    ownMapping.fill(7);
+    pool.release(inArena);
+    pool.release(ownMapping);
+    expect(pool.nativeCount).toBe(1); // the 4 MiB one, cached
+    expect(pool.trimIdle()).toBe(0); // used since the last call
+    expect(pool.trimIdle()).toBeGreaterThanOrEqual(64 * KiB + 4 * MiB);
+    expect(pool.nativeCount).toBe(0);
+    expect(pool.acquire(64 * KiB)![0]).toBe(0); // the arena's pages came back zeroed
+    expect(pool.trimIdle()).toBe(0); // in use again
+    pool.dispose();
+  });
+});

@@ -1,11 +1,14 @@
 /**
  * The transport contract suite: one set of tests that every backend (fake, io_uring, epoll...)
  * must pass, written against the Transport interface only. Each backend's test file calls
- * `runTransportContract({ name, create })`; a backend that cannot run a test names it in `skip`
- * with a reason, which is printed (never skipped silently).
+ * `runTransportContract({ name, create, createWith })`; a backend that cannot run a test names it
+ * in `skip` with a reason, which is printed (never skipped silently).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { CloseMode, type Transport } from "../../src/api/transport.ts";
+import { ErrorCode, UsageError } from "../../src/api/errors.ts";
+import {
+  CloseMode, TRANSPORT_DEFAULTS, type Transport, type TransportOptions, type TransportStats,
+} from "../../src/api/transport.ts";
 import { ECANCELED, ECONNREFUSED, ECONNRESET, EPIPE, errnoName } from "../../src/api/errno.ts";
 import { patternBytes, firstDifference } from "./bytes.ts";
 import { RecordingHandler, type ConnectionRecord } from "./recording-handler.ts";
@@ -15,6 +18,11 @@ export interface TransportContractOptions {
   name: string;
   /** A fresh transport; tests that need a server and a client call it twice. */
   create: () => Transport | Promise<Transport>;
+  /**
+   * A fresh transport built from exactly `options`, the backend adding nothing (the rows on
+   * defaults, bad sizes and throwing handlers need it). Without it those rows fail, saying so.
+   */
+  createWith?: (options: TransportOptions) => Transport | Promise<Transport>;
   /** Tests this backend cannot run, by name (see `ContractTest`), with the reason. */
   skip?: { reason: string; tests: string[] }[];
   /** Bound of an ordinary wait; default 5000 ms (1 MiB and 100-connection tests get 3x). */
@@ -43,10 +51,41 @@ export const ContractTest = {
   dispose: "dispose closes everything with ECANCELED, a second dispose is harmless",
   stats: "stats count connections and bytes",
   remoteAddressUntilClose: "remoteAddress is the peer's from onOpen through onClose, \"\" after",
+  defaults: "a transport created without options is sized by TRANSPORT_DEFAULTS",
+  badSizes: "sizes out of range throw UsageError WS_ERR_BAD_OPTION",
+  unknownListener: "listenerPort of an unknown id throws UsageError WS_ERR_NO_LISTENER",
+  connectBadAddress:
+    "connect to a non-IPv4 host or a bad port throws UsageError WS_ERR_BAD_ADDRESS, no slot taken",
+  listenBadAddress: "listen on a non-IPv4 host or a bad port throws UsageError WS_ERR_BAD_ADDRESS",
+  afterDispose: "listen and connect after dispose throw UsageError WS_ERR_DISPOSED",
+  badSendRange: "a send range outside the data throws UsageError WS_ERR_BAD_RANGE, nothing queued",
+  throwingHandler:
+    "a throwing onData aborts only its connection and is reported after the turn (onHandlerError)",
 } as const;
 
 const LOOPBACK = "127.0.0.1";
 const MiB = 1024 * 1024;
+
+/** The code of the UsageError `action` throws, or a line saying what happened instead. */
+function usageErrorCode(action: () => unknown): string {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof UsageError) return error.code;
+    return `not a UsageError: ${String(error)}`;
+  }
+  return "nothing thrown";
+}
+
+/** The pool sizes a transport reports, named like the options that set them. */
+function reportedSizes(stats: TransportStats) {
+  return {
+    recvBufferSize: stats.recvBuffers.slotSize,
+    recvBufferCount: stats.recvBuffers.capacity,
+    sendChunkSize: stats.sendBuffers.slotSize,
+    sendChunkCount: stats.sendBuffers.capacity,
+  };
+}
 
 export function runTransportContract(options: TransportContractOptions): void {
   const waitMs = options.waitMs ?? 5000;
@@ -68,6 +107,16 @@ export function runTransportContract(options: TransportContractOptions): void {
 
     async function make(): Promise<Transport> {
       const transport = await options.create();
+      created.push(transport);
+      return transport;
+    }
+
+    /** A transport from exactly `options` (see `createWith`). */
+    async function makeWith(transportOptions: TransportOptions): Promise<Transport> {
+      if (options.createWith === undefined) {
+        throw new Error(`${options.name}: this row needs createWith(options) in the contract run`);
+      }
+      const transport = await options.createWith(transportOptions);
       created.push(transport);
       return transport;
     }
@@ -557,6 +606,165 @@ export function runTransportContract(options: TransportContractOptions): void {
       expect(server.sendBuffers.inUse).toBe(0);
       expect(server.node).toBeGreaterThanOrEqual(-1);
       expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.defaults, async () => {
+      const transport = await makeWith({});
+      expect(reportedSizes(transport.stats())).toEqual({
+        recvBufferSize: TRANSPORT_DEFAULTS.recvBufferSize,
+        recvBufferCount: TRANSPORT_DEFAULTS.recvBufferCount,
+        sendChunkSize: TRANSPORT_DEFAULTS.sendChunkSize,
+        sendChunkCount: TRANSPORT_DEFAULTS.sendChunkCount,
+      });
+    });
+
+    contractTest(ContractTest.badSizes, async () => {
+      const bad: TransportOptions[] = [
+        { recvBufferCount: 3 }, { recvBufferCount: 65536 }, { recvBufferSize: 0 },
+        { sendChunkSize: 1.5 }, { sendChunkCount: -1 }, { maxConnections: 0 },
+        { initialConnections: Number.NaN },
+      ];
+      const label = (sizes: TransportOptions) =>
+        Object.entries(sizes).map(([name, value]) => `${name}=${value}`).join(" ");
+      const outcomes: string[] = [];
+      for (const sizes of bad) {
+        let outcome = "nothing thrown";
+        try {
+          await makeWith(sizes);
+        } catch (error) {
+          outcome = error instanceof UsageError ? error.code : `not a UsageError: ${String(error)}`;
+        }
+        outcomes.push(`${label(sizes)}: ${outcome}`);
+      }
+      expect(outcomes).toEqual(bad.map((sizes) => `${label(sizes)}: ${ErrorCode.BAD_OPTION}`));
+    });
+
+    contractTest(ContractTest.unknownListener, async () => {
+      const transport = await make();
+      expect(usageErrorCode(() => transport.listenerPort(0))).toBe(ErrorCode.NO_LISTENER);
+      const { listener } = listenLoopback(transport, new RecordingHandler(transport));
+      for (const id of [listener + 1, -1, 0.5]) {
+        expect(usageErrorCode(() => transport.listenerPort(id))).toBe(ErrorCode.NO_LISTENER);
+      }
+    });
+
+    contractTest(ContractTest.connectBadAddress, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, { echo: true }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const targets: [string, number][] = [
+        ["example.com", 80], ["::1", 80], ["1.2.3", 80], ["256.0.0.1", 80], ["", 80],
+        [LOOPBACK, 0], [LOOPBACK, 65536], [LOOPBACK, -1], [LOOPBACK, 80.5], [LOOPBACK, Number.NaN],
+      ];
+      for (const [host, port] of targets) {
+        const code = usageErrorCode(() => setup.client.connect(host, port, clientHandler));
+        expect(`${host}:${port} ${code}`).toBe(`${host}:${port} ${ErrorCode.BAD_ADDRESS}`);
+      }
+      expect(setup.client.stats().connections).toBe(0);
+      // No slot or descriptor was lost on the way: a good connect still works.
+      await dial(setup.client, setup.port, clientHandler);
+      expect(setup.client.stats().connections).toBe(1);
+      expect(clientHandler.all.length).toBe(1);
+      expectNoViolations(clientHandler);
+    });
+
+    contractTest(ContractTest.listenBadAddress, async () => {
+      const transport = await make();
+      const handler = new RecordingHandler(transport);
+      const addresses: [string, number][] = [
+        ["example.com", 0], ["::", 0], ["1.2.3.4.5", 0],
+        [LOOPBACK, 65536], [LOOPBACK, -1], [LOOPBACK, 0.5],
+      ];
+      for (const [hostname, port] of addresses) {
+        const code = usageErrorCode(() => transport.listen({ hostname, port }, handler));
+        expect(`${hostname}:${port} ${code}`).toBe(`${hostname}:${port} ${ErrorCode.BAD_ADDRESS}`);
+      }
+    });
+
+    contractTest(ContractTest.afterDispose, async () => {
+      const transport = await make();
+      const handler = new RecordingHandler(transport);
+      await withTimeout(transport.dispose(), waitMs, "dispose");
+      const listen = () => transport.listen({ hostname: LOOPBACK, port: 0 }, handler);
+      const connect = () => transport.connect(LOOPBACK, 9, handler);
+      expect(usageErrorCode(listen)).toBe(ErrorCode.DISPOSED);
+      expect(usageErrorCode(connect)).toBe(ErrorCode.DISPOSED);
+      expect(transport.send(0, new Uint8Array(1), 0, 1)).toBe(-EPIPE);
+    });
+
+    contractTest(ContractTest.badSendRange, async () => {
+      const setup = await serverAndClient((t) => new RecordingHandler(t, { echo: true }));
+      const clientHandler = new RecordingHandler(setup.client);
+      const record = await dial(setup.client, setup.port, clientHandler);
+      const data = patternBytes(10, 11);
+      const ranges: [number, number][] = [
+        [5, 4], [0, 11], [-1, 3], [0.5, 3], [Number.NaN, 3], [0, Number.POSITIVE_INFINITY],
+      ];
+      for (const [start, end] of ranges) {
+        const code = usageErrorCode(() => setup.client.send(record.conn, data, start, end));
+        expect(`${start}..${end} ${code}`).toBe(`${start}..${end} ${ErrorCode.BAD_RANGE}`);
+      }
+      const pair = (a: number, b: number, c: number, d: number) =>
+        usageErrorCode(() => setup.client.sendPair(record.conn, data, a, b, data, c, d));
+      expect(pair(0, 2, 3, 11)).toBe(ErrorCode.BAD_RANGE);
+      expect(pair(2, 1, 0, 1)).toBe(ErrorCode.BAD_RANGE);
+      expect(setup.client.bufferedAmount(record.conn)).toBe(0);
+      // Nothing was queued by the bad calls: the next good send is all that comes back.
+      expect(setup.client.send(record.conn, data, 2, 7)).toBe(5);
+      await waitFor(() => record.bytesReceived >= 5, waitMs, "echo after the bad sends");
+      await holdsFor(() => record.bytesReceived === 5, 50,
+        () => `${record.bytesReceived} bytes came back, 5 were sent`);
+      expectBytes(RecordingHandler.received(record), data.subarray(2, 7));
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.throwingHandler, async () => {
+      const POISON = 0xff; // never in the ASCII messages below
+      const bug = new Error("a handler bug, thrown on purpose by the contract suite");
+      const reports: { error: unknown; conn: number; sendAtReport: number }[] = [];
+      const probe = new Uint8Array(1);
+      const server: Transport = await makeWith({
+        // By the time of the report the connection is already aborted: send says -EPIPE.
+        onHandlerError: (error, conn) =>
+          void reports.push({ error, conn, sendAtReport: server.send(conn, probe, 0, 1) }),
+      });
+      const serverHandler = new RecordingHandler(server, {
+        hooks: {
+          data: (conn, data, start, end) => {
+            if (data[start] === POISON) throw bug;
+            server.send(conn, data, start, end);
+          },
+        },
+      });
+      const { port } = listenLoopback(server, serverHandler);
+      const client = await make();
+      const clientHandler = new RecordingHandler(client);
+      const doomed = await dial(client, port, clientHandler);
+      await waitFor(() => serverHandler.all.length === 1, waitMs, "first accept");
+      const doomedOnServer = serverHandler.all[0];
+      const survivor = await dial(client, port, clientHandler);
+      const hello = new TextEncoder().encode("hello");
+      for (const record of [doomed, survivor]) {
+        expect(client.send(record.conn, hello, 0, hello.length)).toBe(hello.length);
+      }
+      await waitFor(() => doomed.bytesReceived >= 5 && survivor.bytesReceived >= 5, waitMs,
+        "both echo before the throw");
+
+      expect(client.send(doomed.conn, new Uint8Array([POISON]), 0, 1)).toBe(1);
+      await waitFor(() => doomed.closeReason !== null && doomedOnServer.closeReason !== null
+        && reports.length > 0, waitMs, "the throwing connection is aborted and reported");
+      expect(errnoName(doomed.closeReason!)).toBe(errnoName(-ECONNRESET));
+      expect(reports).toEqual([{ error: bug, conn: doomedOnServer.conn, sendAtReport: -EPIPE }]);
+
+      const more = new TextEncoder().encode(", still here");
+      expect(client.send(survivor.conn, more, 0, more.length)).toBe(more.length);
+      await waitFor(() => survivor.bytesReceived >= 5 + more.length, waitMs,
+        "the other connection keeps echoing");
+      const echoed = new TextDecoder().decode(RecordingHandler.received(survivor));
+      expect(echoed).toBe("hello, still here");
+      expect(survivor.closeReason).toBeNull();
+      expect(server.stats().connections).toBe(1);
+      expect(reports.length).toBe(1);
+      expectNoViolations(clientHandler, serverHandler);
     });
   });
 }
