@@ -143,6 +143,32 @@ describe("SendQueues", () => {
     expect(queues.prepare(1)).toBe(0);
   });
 
+  test("unit boundaries: a send asked to end at one does, and only then may another queue go next", () => {
+    // 10 units of 64 bytes (a chunk each), then one of 2,000 bytes over 32 chunks: a send of
+    // 15 iovecs ends inside the big unit unless asked to end at a unit.
+    const fill = (queues: SendQueues) => {
+      for (let i = 0; i < 10; i++) queues.append(0, bytes(64, i), 0, 64);
+      queues.appendPair(0, bytes(14), 0, 14, bytes(1986), 0, 1986);
+    };
+    const plain = setup(4, 64).queues;
+    fill(plain);
+    expect(plain.atUnitBoundary(0)).toBe(true);
+    expect(plain.prepare(0)).toBe(2);
+    expect(plain.sendLength).toBe(15 * 64);
+    plain.complete(0, plain.sendLength);
+    expect(plain.atUnitBoundary(0)).toBe(false); // inside the big unit
+
+    const cut = setup(4, 64).queues;
+    fill(cut);
+    expect(cut.prepare(0, true)).toBe(2);
+    expect(cut.sendLength).toBe(10 * 64); // back to the end of the last whole unit
+    cut.complete(0, cut.sendLength - 1); // the kernel took less: mid-unit
+    expect(cut.atUnitBoundary(0)).toBe(false);
+    cut.prepare(0, true);
+    cut.complete(0, cut.sendLength); // the last byte of the small units
+    expect(cut.atUnitBoundary(0)).toBe(true);
+  });
+
   test("clear returns every chunk; a send beyond what was in flight is a bug", () => {
     const { queues, source } = setup();
     queues.append(3, bytes(200), 0, 200);

@@ -160,6 +160,13 @@ export interface Transport {
   sendLoaned(conn: number, header: Uint8Array, headerStart: number, headerEnd: number,
     payload: Uint8Array, payloadStart: number, payloadEnd: number, payloadAddress: number,
     lender: Lender, token: number): number;
+  /**
+   * Like `send`, but the bytes go out ahead of what is queued and not yet handed to the
+   * kernel: at the first boundary between earlier send calls (never inside the bytes of
+   * one), so a small control message (a WebSocket pong or ping) is not stuck behind a slow
+   * reader's backlog. Urgent sends keep their own order. Results as `send`.
+   */
+  sendUrgent(conn: number, data: Uint8Array, start: number, end: number): number;
   /** Bytes queued and not yet handed to the kernel. */
   bufferedAmount(conn: number): number;
   /** Stop delivering `onData` (inbound flow control) until `resume`. */

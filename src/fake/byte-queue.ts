@@ -13,6 +13,8 @@ export class ByteQueue {
   /** Bytes already consumed from the first live segment. */
   private headOffset = 0;
   private queued = 0;
+  /** Index just past the last urgent segment still queued (pushUrgent keeps their order). */
+  private urgentEnd = 0;
 
   /** Bytes in the queue, ready or not. */
   get length(): number {
@@ -34,6 +36,20 @@ export class ByteQueue {
     if (bytes.length === 0) return;
     this.segments.push(bytes);
     this.readyTurns.push(readyTurn);
+    this.queued += bytes.length;
+  }
+
+  /**
+   * Puts `bytes` ahead of every segment nothing was taken from yet, behind earlier
+   * `pushUrgent`s: segments are whole sends, so it lands between two of them.
+   */
+  pushUrgent(bytes: Uint8Array, readyTurn: number): void {
+    if (bytes.length === 0) return;
+    let at = this.headOffset > 0 ? this.head + 1 : this.head;
+    while (at < this.urgentEnd && at < this.segments.length) at++;
+    this.segments.splice(at, 0, bytes);
+    this.readyTurns.splice(at, 0, readyTurn);
+    this.urgentEnd = at + 1;
     this.queued += bytes.length;
   }
 
@@ -92,6 +108,7 @@ export class ByteQueue {
     this.head = 0;
     this.headOffset = 0;
     this.queued = 0;
+    this.urgentEnd = 0;
   }
 
   private consume(count: number): void {
@@ -104,10 +121,12 @@ export class ByteQueue {
       this.segments.length = 0;
       this.readyTurns.length = 0;
       this.head = 0;
+      this.urgentEnd = 0;
     } else if (this.head >= 1024 && this.head * 2 >= this.segments.length) {
       // Compact now and then so a long-lived queue does not keep consumed segments alive.
       this.segments.splice(0, this.head);
       this.readyTurns.splice(0, this.head);
+      this.urgentEnd = Math.max(0, this.urgentEnd - this.head);
       this.head = 0;
     }
   }

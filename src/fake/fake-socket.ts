@@ -82,6 +82,17 @@ export class FakeSocket {
     return length;
   }
 
+  /** Like queueSend, ahead of every send nothing was written from yet (Transport.sendUrgent). */
+  queueUrgent(data: Uint8Array, start: number, end: number): number {
+    const length = end - start;
+    const chunks = this.sendMemory.chunksFor(this.sendQueue.length + length);
+    if (!this.sendMemory.resize(this.sendChunks, chunks)) return -ENOBUFS;
+    this.sendChunks = chunks;
+    this.sendQueue.pushUrgent(Uint8Array.prototype.slice.call(data, start, end), 0);
+    this.drainWanted = true;
+    return length;
+  }
+
   /** Call after bytes left the send queue, so send memory is given back. */
   sendQueueShrank(): void {
     const chunks = this.sendMemory.chunksFor(this.sendQueue.length);

@@ -117,13 +117,21 @@ export class FakeTransport implements Transport {
   }
 
   send(conn: number, data: Uint8Array, start: number, end: number): number {
+    return this.queue(conn, data, start, end, false);
+  }
+
+  sendUrgent(conn: number, data: Uint8Array, start: number, end: number): number {
+    return this.queue(conn, data, start, end, true);
+  }
+
+  private queue(conn: number, data: Uint8Array, start: number, end: number, urgent: boolean): number {
     checkSendRange(data, start, end);
     const socket = this.socketOf(conn);
     const writable = socket !== null && socket.closeReason === null
       && (socket.state === SocketState.Open || socket.state === SocketState.Connecting);
     if (!writable) return -EPIPE;
     if (end === start) return 0;
-    const queued = socket.queueSend(data, start, end);
+    const queued = urgent ? socket.queueUrgent(data, start, end) : socket.queueSend(data, start, end);
     if (queued > 0) this.network.wake();
     return queued;
   }

@@ -75,10 +75,16 @@ export class SendQueues {
   private headOffset: Int32Array;
   private inFlight: Int32Array;
   private queued: Float64Array;
+  /** 1 when the next unsent byte begins a unit (the bytes of one append call). */
+  private atUnitStart: Uint8Array;
+  /** 1 when the send in flight ends where a unit ends. */
+  private inFlightEndsUnit: Uint8Array;
   private readonly chunkCount: number;
   /** Per entry (chunk or loan): the next entry of its chain, and its bytes. */
   private readonly chunkNext: Int32Array;
   private readonly chunkLength: Int32Array;
+  /** Per entry: 1 when its last byte is the last byte of a unit (an append ended there). */
+  private readonly unitEnds: Uint8Array;
   // Loans, indexed by entry id - chunkCount.
   private readonly loanAddress: Float64Array;
   /** Bytes of the loan's header (in its slot of loanHeaders), sent before the payload. */
@@ -111,8 +117,11 @@ export class SendQueues {
     this.headOffset = new Int32Array(maxConnections);
     this.inFlight = new Int32Array(maxConnections);
     this.queued = new Float64Array(maxConnections);
+    this.atUnitStart = new Uint8Array(maxConnections).fill(1);
+    this.inFlightEndsUnit = new Uint8Array(maxConnections);
     this.chunkNext = new Int32Array(chunkCount + loanCount).fill(-1);
     this.chunkLength = new Int32Array(chunkCount + loanCount);
+    this.unitEnds = new Uint8Array(chunkCount + loanCount);
     this.loanAddress = new Float64Array(loanCount);
     this.loanToken = new Int32Array(loanCount);
     this.loanLender = new Array<Lender | undefined>(loanCount).fill(undefined);
@@ -130,6 +139,8 @@ export class SendQueues {
     this.headOffset = grown(this.headOffset, maxConnections);
     this.inFlight = grown(this.inFlight, maxConnections);
     this.queued = grown(this.queued, maxConnections);
+    this.atUnitStart = grown(this.atUnitStart, maxConnections, 1);
+    this.inFlightEndsUnit = grown(this.inFlightEndsUnit, maxConnections);
   }
 
   private messageSegmentWords(segment: number): Uint32Array {
@@ -160,7 +171,7 @@ export class SendQueues {
     const length = end - start;
     if (length <= 0) return 0;
     if (!this.hasRoom(conn, length)) return -ENOBUFS;
-    this.copyIn(conn, data, start, end);
+    this.copyIn(conn, data, start, end, true);
     return length;
   }
 
@@ -170,8 +181,8 @@ export class SendQueues {
     const length = firstEnd - firstStart + (secondEnd - secondStart);
     if (length <= 0) return 0;
     if (!this.hasRoom(conn, length)) return -ENOBUFS;
-    this.copyIn(conn, first, firstStart, firstEnd);
-    this.copyIn(conn, second, secondStart, secondEnd);
+    this.copyIn(conn, first, firstStart, firstEnd, secondEnd === secondStart);
+    this.copyIn(conn, second, secondStart, secondEnd, true);
     return length;
   }
 
@@ -197,6 +208,7 @@ export class SendQueues {
     this.loanLender[loan] = lender;
     const id = this.chunkCount + loan;
     this.chunkLength[id] = headerLength + length;
+    this.unitEnds[id] = 1;
     this.link(conn, id);
     this.queued[conn] += headerLength + length;
     return headerLength + length;
@@ -215,13 +227,16 @@ export class SendQueues {
     return Math.ceil((length - room) / this.chunkSize) <= this.chunks.available;
   }
 
-  private copyIn(conn: number, data: Uint8Array, start: number, end: number): void {
+  /** Copy to the tail; `endsUnit`: the last byte copied ends a unit (see unitEnds). */
+  private copyIn(conn: number, data: Uint8Array, start: number, end: number, endsUnit: boolean): void {
     let tail = this.tail[conn];
     let position = start;
     while (position < end) {
       if (tail === -1 || tail >= this.chunkCount || this.chunkLength[tail] === this.chunkSize) {
         tail = this.addChunk(conn);
       }
+      // Until the last piece lands, this entry's end is inside the unit.
+      this.unitEnds[tail] = 0;
       const used = this.chunkLength[tail];
       const take = Math.min(end - position, this.chunkSize - used);
       const target = this.chunks.slotView(tail);
@@ -234,6 +249,7 @@ export class SendQueues {
       this.chunkLength[tail] = used + take;
       position += take;
     }
+    if (endsUnit && tail !== -1) this.unitEnds[tail] = 1;
     this.queued[conn] += end - start;
   }
 
@@ -261,9 +277,10 @@ export class SendQueues {
   /**
    * Describe the next send for `conn`: returns 1 for a plain SEND of
    * (sendAddress, sendLength), 2 for a SENDMSG of the msghdr at sendAddress (sendLength
-   * bytes in all), 0 when nothing is unsent or a send is already in flight.
+   * bytes in all), 0 when nothing is unsent or a send is already in flight. `endAtUnit`:
+   * end the send where a unit ends when one is in reach (another queue waits to go next).
    */
-  prepare(conn: number): number {
+  prepare(conn: number, endAtUnit = false): number {
     if (this.inFlight[conn] > 0 || this.queued[conn] === 0) return 0;
     const head = this.head[conn];
     const offset = this.headOffset[conn];
@@ -271,6 +288,7 @@ export class SendQueues {
       this.sendAddress = this.chunks.slotAddress(head) + offset;
       this.sendLength = this.chunkLength[head] - offset;
       this.inFlight[conn] = this.sendLength;
+      this.inFlightEndsUnit[conn] = 1; // up to the tail: where the last append ended
       return 1;
     }
     const segment = conn >>> MESSAGE_SEGMENT_SHIFT;
@@ -279,8 +297,13 @@ export class SendQueues {
     const message = this.messageAddress + conn * MESSAGE_AREA_SIZE;
     let total = 0;
     let count = 0;
+    // The send ends where a unit ends when it can (so urgent bytes may follow it): the last
+    // such entry seen, and the iovecs and bytes up to it.
+    let unitCount = 0;
+    let unitTotal = 0;
+    let id = head;
     // A loan takes up to two iovecs (its header, its payload): stop while both fit.
-    for (let id = head; id !== -1 && count < IOVECS_PER_SEND - 1; id = this.chunkNext[id]) {
+    for (; id !== -1 && count < IOVECS_PER_SEND - 1; id = this.chunkNext[id]) {
       const skip = id === head ? offset : 0;
       const end = this.chunkLength[id];
       if (id < this.chunkCount) {
@@ -299,7 +322,17 @@ export class SendQueues {
         }
       }
       total += end - skip;
+      if (this.unitEnds[id] === 1) {
+        unitCount = count;
+        unitTotal = total;
+      }
     }
+    // Cut back to the last unit end only when asked: it makes sends smaller.
+    if (id !== -1 && unitCount > 0 && endAtUnit) {
+      count = unitCount;
+      total = unitTotal;
+    }
+    this.inFlightEndsUnit[conn] = id === -1 || total === unitTotal ? 1 : 0;
     const iovAddress = message + 64;
     for (let i = 0; i < 14; i++) words[base + i] = 0; // msghdr: no name, no control
     words[base + MSGHDR_IOV / 4] = iovAddress >>> 0;
@@ -314,6 +347,7 @@ export class SendQueues {
   /** The in-flight send wrote `bytes`; frees sent chunks. Returns true when the queue is empty. */
   complete(conn: number, bytes: number): boolean {
     assert(bytes <= this.inFlight[conn], "kernel sent more than was in flight");
+    this.atUnitStart[conn] = bytes === this.inFlight[conn] ? this.inFlightEndsUnit[conn] : 0;
     this.inFlight[conn] = 0;
     this.queued[conn] -= bytes;
     let remaining = bytes;
@@ -340,6 +374,14 @@ export class SendQueues {
   /** The in-flight send failed: nothing of it counts as sent. */
   abandonInFlight(conn: number): void {
     this.inFlight[conn] = 0;
+  }
+
+  /**
+   * True when nothing is in flight and the next unsent byte begins a unit: bytes of another
+   * queue may be sent now without landing inside one of this queue's units.
+   */
+  atUnitBoundary(conn: number): boolean {
+    return this.inFlight[conn] === 0 && this.atUnitStart[conn] === 1;
   }
 
   private dropHead(conn: number, head: number): void {
@@ -409,6 +451,7 @@ export class SendQueues {
     this.headOffset[conn] = 0;
     this.inFlight[conn] = 0;
     this.queued[conn] = 0;
+    this.atUnitStart[conn] = 1;
   }
 }
 

@@ -97,6 +97,7 @@ export class UringTransport implements Transport {
   private readonly metaRegion: MemoryRegion;
   private readonly sockaddrBase: number;
   private readonly queues: SendQueues;
+  private readonly urgent: SendQueues;
   private readonly park: EventfdPark;
   private readonly maxConnections: number;
   /** Slots the per-connection arrays hold now (grows up to maxConnections). */
@@ -214,6 +215,10 @@ export class UringTransport implements Transport {
       };
       this.queues = new SendQueues(initialSlots, this.sendPool, this.sendPool.slotSize,
         sendChunkCount, messageAreas, loanHeaders, LOANS_MAX);
+      // sendUrgent's bytes (pongs, pings): their own chains in the same chunks, no loans.
+      // One send per connection is in flight, so both may use its message area.
+      this.urgent = new SendQueues(initialSlots, this.sendPool, this.sendPool.slotSize,
+        sendChunkCount, messageAreas, loanHeaders, 0);
       this.sockaddrBase = messageBytes;
       this.park = new EventfdPark(this.ring, this.scheduler.wake);
     } catch (error) {
@@ -330,6 +335,18 @@ export class UringTransport implements Transport {
     return queued;
   }
 
+  sendUrgent(conn: number, data: Uint8Array, start: number, end: number): number {
+    checkSendRange(data, start, end);
+    const state = this.states[conn];
+    if (state !== OPEN && state !== CONNECTING) return -EPIPE;
+    // With nothing queued ahead there is nothing to overtake: the ordinary queue will do.
+    const ahead = this.queues.queuedBytes(conn) > 0 || this.urgent.queuedBytes(conn) > 0;
+    const queued = ahead ? this.urgent.append(conn, data, start, end)
+      : this.queues.append(conn, data, start, end);
+    if (queued > 0) this.markDirty(conn);
+    return queued;
+  }
+
   sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
     second: Uint8Array, secondStart: number, secondEnd: number): number {
     checkSendRange(first, firstStart, firstEnd);
@@ -357,7 +374,8 @@ export class UringTransport implements Transport {
   }
 
   bufferedAmount(conn: number): number {
-    return this.states[conn] === FREE ? 0 : this.queues.queuedBytes(conn);
+    return this.states[conn] === FREE ? 0
+      : this.queues.queuedBytes(conn) + this.urgent.queuedBytes(conn);
   }
 
   pause(conn: number): void {
@@ -389,7 +407,7 @@ export class UringTransport implements Transport {
     }
     if (state === CLOSING) return;
     this.states[conn] = CLOSING;
-    if (!this.queues.isSending(conn) && this.queues.queuedBytes(conn) === 0) {
+    if (this.bufferedAmount(conn) === 0) {
       this.teardown(conn, 0);
     } else {
       this.markDirty(conn);
@@ -430,6 +448,7 @@ export class UringTransport implements Transport {
     this.freeSlotCount = slots - old;
     this.held.grow(slots);
     this.queues.grow(slots);
+    this.urgent.grow(slots);
     this.slotCapacity = slots;
   }
 
@@ -460,6 +479,7 @@ export class UringTransport implements Transport {
     this.states[conn] = TEARDOWN;
     // Nothing beyond the send in flight will be sent now: its memory is free for others.
     this.queues.dropUnsent(conn);
+    this.urgent.dropUnsent(conn);
     const high = this.generations[conn];
     if (this.pendingOps[conn] > 0) {
       // Both SQEs of the link in this submission: submitted alone, the cancel could run
@@ -482,6 +502,7 @@ export class UringTransport implements Transport {
     const reason = this.closeReasons[conn];
     this.held.release(conn, this.giveBackBuffer);
     this.queues.clear(conn);
+    this.urgent.clear(conn);
     this.states[conn] = FREE;
     this.flags[conn] = 0;
     this.fds[conn] = -1;
@@ -652,7 +673,7 @@ export class UringTransport implements Transport {
     this.states[conn] = OPEN;
     this.armRecv(conn);
     this.invokeOpen(conn, -1);
-    if (this.queues.queuedBytes(conn) > 0) this.markDirty(conn);
+    if (this.bufferedAmount(conn) > 0) this.markDirty(conn);
   }
 
   /** A handler threw: the rule of every backend, abort this connection now, report later. */
@@ -796,17 +817,20 @@ export class UringTransport implements Transport {
     const state = this.states[conn];
     if (state === TEARDOWN) {
       this.queues.abandonInFlight(conn);
+      this.urgent.abandonInFlight(conn);
       if (this.pendingOps[conn] === 0) this.finishTeardown(conn);
       return;
     }
     if (result < 0) {
       this.queues.abandonInFlight(conn);
+      this.urgent.abandonInFlight(conn);
       this.teardown(conn, result === -ECANCELED ? -EPIPE : result);
       return;
     }
     this.bytesOut += result;
-    const empty = this.queues.complete(conn, result);
-    if (!empty) {
+    const sent = this.urgent.isSending(conn) ? this.urgent : this.queues;
+    sent.complete(conn, result);
+    if (this.bufferedAmount(conn) > 0) {
       this.markDirty(conn);
       return;
     }
@@ -821,6 +845,16 @@ export class UringTransport implements Transport {
     }
   }
 
+  /**
+   * Which queue the next send of `conn` comes from: urgent bytes once the ordinary queue is
+   * between two of its units, else the ordinary queue; null while a send is in flight.
+   */
+  private nextSendSource(conn: number): SendQueues | null {
+    if (this.queues.isSending(conn) || this.urgent.isSending(conn)) return null;
+    if (this.urgent.queuedBytes(conn) > 0 && this.queues.atUnitBoundary(conn)) return this.urgent;
+    return this.queues;
+  }
+
   /** For each connection that wrote or resumed: deliver held data, submit its next send. */
   private flushConnections(): void {
     while (this.dirtyCount > 0) {
@@ -831,16 +865,18 @@ export class UringTransport implements Transport {
       if (this.held.has(conn)) this.deliverHeld(conn);
       this.rearmRecv(conn);
       if (state === CONNECTING) continue;
-      const kind = this.queues.prepare(conn);
+      const source = this.nextSendSource(conn);
+      if (source === null) continue;
+      const kind = source.prepare(conn, this.urgent.queuedBytes(conn) > 0);
       if (kind === 0) continue;
       const sqe = this.takeSqe();
-      const zeroCopy = this.queues.sendLength >= this.zeroCopyThreshold;
+      const zeroCopy = source.sendLength >= this.zeroCopyThreshold;
       const high = ud.userHigh(zeroCopy ? ud.OP_SEND_ZC : ud.OP_SEND, this.generations[conn]);
       const msgFlags = abi.MSG_NOSIGNAL | abi.MSG_WAITALL;
       const fd = this.fds[conn];
-      const address = this.queues.sendAddress;
+      const address = source.sendAddress;
       if (kind === 1) {
-        this.sqe.prepSend(sqe, fd, address, this.queues.sendLength, msgFlags, conn, high);
+        this.sqe.prepSend(sqe, fd, address, source.sendLength, msgFlags, conn, high);
       } else {
         this.sqe.prepSendmsg(sqe, fd, address, msgFlags, conn, high);
       }

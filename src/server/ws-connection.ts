@@ -278,17 +278,18 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   }
 
   /**
-   * Control frames bypass the backpressure limit (keepalive must get through), so they are
-   * bounded otherwise: see onPing. When send memory ran out, the socket holding the most
-   * pays first (reclaimSendMemory), as for data.
+   * Pings and pongs leave ahead of queued data (between two frames: sendUrgent), so that
+   * keepalive works across a slow reader's backlog, and bypass the backpressure limit; they
+   * are bounded otherwise (see onPing). When send memory ran out, the socket holding the
+   * most pays first (reclaimSendMemory), as for data.
    */
   private writeControl(opcode: number, payload: Uint8Array, start: number, end: number): number {
     const core = this.core;
     const size = writeControlFrame(core.scratch, 0, opcode, payload, start, end);
-    let queued = core.transport.send(this.conn, core.scratch, 0, size);
+    let queued = core.transport.sendUrgent(this.conn, core.scratch, 0, size);
     if (queued === -ENOBUFS && core.reclaimSendMemory(this)) {
       writeControlFrame(core.scratch, 0, opcode, payload, start, end); // scratch may be reused
-      queued = core.transport.send(this.conn, core.scratch, 0, size);
+      queued = core.transport.sendUrgent(this.conn, core.scratch, 0, size);
     }
     return queued < 0 ? SEND_DROPPED : size;
   }

@@ -65,6 +65,29 @@ describe("ServerWebSocket (fake backend)", () => {
   });
 });
 
+describe("control frames (fake backend)", () => {
+  test("a pong overtakes a slow reader's backlog (between two frames)", async () => {
+    const sockets: ServerWebSocket[] = [];
+    const { client, clientTransport } = startFakeServer({
+      websocket: { open: (ws) => void sockets.push(ws), message() {} },
+    });
+    const ws = client();
+    await ws.opened101();
+    await waitFor(() => sockets.length === 1, 2000, "open");
+    clientTransport.pause(0); // a slow reader
+    for (let i = 0; i < 64; i++) sockets[0].send(new Uint8Array(32 * 1024).fill(i));
+    ws.sendFrame(0x9, "are you there?");
+    await Bun.sleep(5); // the ping reaches the server, which answers
+    clientTransport.resume(0);
+    await ws.waitMessages(64, 5000);
+    const kinds = ws.events.map((event) => event.type);
+    const pongAt = kinds.indexOf("pong");
+    expect(pongAt).toBeGreaterThanOrEqual(0);
+    expect(pongAt).toBeLessThan(kinds.lastIndexOf("message") - 32); // well ahead of the backlog
+    expect(ws.messages().map((m) => m.data[0])).toEqual(Array.from({ length: 64 }, (_, i) => i));
+  });
+});
+
 describe("shared send memory (fake backend)", () => {
   test("sockets that do not read and fill send memory are closed 1013; the others lose nothing", async () => {
     const sockets: ServerWebSocket[] = [];

@@ -85,7 +85,8 @@ export class RecordingHandler implements TransportHandler {
     if (!(start >= 0 && start < end && end <= data.length)) {
       record.violations.push(`bad range ${start}..${end} of ${data.length}`);
     }
-    record.chunks.push(data.slice(start, end));
+    // A copy: a Buffer's slice() would be a view of a receive buffer that is reused.
+    record.chunks.push(Uint8Array.prototype.slice.call(data, start, end));
     record.bytesReceived += end - start;
     if (record.events[record.events.length - 1] !== "data") record.events.push("data");
     this.options.log?.(`${this.options.label ?? ""} data ${conn} ${end - start}`);

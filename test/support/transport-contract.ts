@@ -51,6 +51,7 @@ export const ContractTest = {
   dispose: "dispose closes everything with ECANCELED, a second dispose is harmless",
   stats: "stats count connections and bytes",
   remoteAddressUntilClose: "remoteAddress is the peer's from onOpen through onClose, \"\" after",
+  urgentAheadOfBacklog: "sendUrgent overtakes a backlog, landing between two sends, never inside one",
   defaults: "a transport created without options is sized by TRANSPORT_DEFAULTS",
   badSizes: "sizes out of range throw UsageError WS_ERR_BAD_OPTION",
   unknownListener: "listenerPort of an unknown id throws UsageError WS_ERR_NO_LISTENER",
@@ -420,6 +421,52 @@ export function runTransportContract(options: TransportContractOptions): void {
         await waitFor(() => record.bytesReceived >= i * piece.length, waitMs,
           () => `echo of round ${i} (${record.bytesReceived} bytes back)`);
       }
+      expectNoViolations(clientHandler, setup.serverHandler);
+    });
+
+    contractTest(ContractTest.urgentAheadOfBacklog, async () => {
+      const unit = 16 * 1024;
+      const units = 1024; // 16 MiB: more than the kernel's socket buffers hold
+      let serverConn = -1;
+      const setup = await serverAndClient((t) => new RecordingHandler(t, {
+        hooks: { open: (conn) => void (serverConn = conn) },
+      }));
+      const clientHandler = new RecordingHandler(setup.client, {
+        hooks: { open: (conn) => setup.client.pause(conn) }, // nothing is read for now
+      });
+      const record = await dial(setup.client, setup.port, clientHandler);
+      await waitFor(() => serverConn >= 0, waitMs, "server onOpen");
+      const server = setup.server;
+      const block = new Uint8Array(unit);
+      for (let i = 0; i < units; i++) {
+        block.fill(i & 0xff);
+        expect(server.send(serverConn, block, 0, unit)).toBe(unit);
+      }
+      // Once part of the backlog has left, a send may be in flight: urgent bytes must wait
+      // for its end, then go ahead of everything else still queued.
+      await waitFor(() => server.bufferedAmount(serverConn) < units * unit, longWaitMs, "some sent");
+      const marker = new TextEncoder().encode("URGENT!!");
+      expect(server.sendUrgent(serverConn, marker, 0, marker.length)).toBe(marker.length);
+      const left = server.bufferedAmount(serverConn);
+      setup.client.resume(record.conn);
+      const total = units * unit + marker.length;
+      await waitFor(() => record.bytesReceived >= total, longWaitMs,
+        () => `${record.bytesReceived} of ${total} bytes`);
+      const stream = RecordingHandler.received(record);
+      let at = -1;
+      for (let i = 0; i + marker.length <= stream.length && at < 0; i += unit) {
+        if (marker.every((byte, k) => stream[i + k] === byte)) at = i;
+      }
+      if (at < 0) {
+        const anywhere = Buffer.from(stream.buffer, stream.byteOffset, stream.length).indexOf(Buffer.from(marker));
+        throw new Error(`marker not at a unit boundary: at ${anywhere} (${anywhere % unit} into a unit), left ${left}`);
+      }
+      // Ahead of the backlog: behind at most what a backend had in flight (one send).
+      expect(total - at).toBeGreaterThan(left / 2);
+      const rest = new Uint8Array(units * unit);
+      rest.set(stream.subarray(0, at));
+      rest.set(stream.subarray(at + marker.length), at);
+      for (let i = 0; i < units; i++) expect(rest[i * unit]).toBe(i & 0xff);
       expectNoViolations(clientHandler, setup.serverHandler);
     });
 

@@ -25,6 +25,9 @@ export interface ConnectOptions {
 }
 
 const decoder = new TextDecoder();
+/** A copy of data[start, end) (a Buffer's own slice() would be a view of reused memory). */
+const copyOf = (data: Uint8Array, start: number, end: number): Uint8Array =>
+  Uint8Array.prototype.slice.call(data, start, end);
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 
 export class TestWsClient implements TransportHandler {
@@ -98,11 +101,11 @@ export class TestWsClient implements TransportHandler {
    * both name a method onClose). */
   private readonly sink: FrameSink = {
     onMessage: (opcode, data, start, end) => {
-      const bytes = data.slice(start, end);
+      const bytes = copyOf(data, start, end);
       this.events.push({ type: "message", opcode, data: bytes, text: decoder.decode(bytes) });
     },
-    onPing: (data, start, end) => void this.events.push({ type: "ping", data: data.slice(start, end) }),
-    onPong: (data, start, end) => void this.events.push({ type: "pong", data: data.slice(start, end) }),
+    onPing: (data, start, end) => void this.events.push({ type: "ping", data: copyOf(data, start, end) }),
+    onPong: (data, start, end) => void this.events.push({ type: "pong", data: copyOf(data, start, end) }),
     onClose: (code, data, start, end) => {
       this.events.push({ type: "close", code, reason: decoder.decode(data.subarray(start, end)) });
     },
