@@ -70,25 +70,20 @@ export class FakeSocket {
     return this.closeReason === null && this.state !== SocketState.Closed;
   }
 
-  /** Copies `data[start, end)` into the send queue; bytes queued, or -ENOBUFS. */
-  queueSend(data: Uint8Array, start: number, end: number): number {
+  /**
+   * Copies `data[start, end)` into the send queue: behind everything, or with `urgent` ahead
+   * of every send nothing was written from yet (Transport.sendUrgent). Bytes queued, or
+   * -ENOBUFS.
+   */
+  queueSend(data: Uint8Array, start: number, end: number, urgent = false): number {
     const length = end - start;
     const chunks = this.sendMemory.chunksFor(this.sendQueue.length + length);
     if (!this.sendMemory.resize(this.sendChunks, chunks)) return -ENOBUFS;
     this.sendChunks = chunks;
     // A copy (Buffer#slice would be a view): the contract says send copies the bytes.
-    this.sendQueue.push(Uint8Array.prototype.slice.call(data, start, end), 0);
-    this.drainWanted = true;
-    return length;
-  }
-
-  /** Like queueSend, ahead of every send nothing was written from yet (Transport.sendUrgent). */
-  queueUrgent(data: Uint8Array, start: number, end: number): number {
-    const length = end - start;
-    const chunks = this.sendMemory.chunksFor(this.sendQueue.length + length);
-    if (!this.sendMemory.resize(this.sendChunks, chunks)) return -ENOBUFS;
-    this.sendChunks = chunks;
-    this.sendQueue.pushUrgent(Uint8Array.prototype.slice.call(data, start, end), 0);
+    const copy = Uint8Array.prototype.slice.call(data, start, end);
+    if (urgent) this.sendQueue.pushUrgent(copy, 0);
+    else this.sendQueue.push(copy, 0);
     this.drainWanted = true;
     return length;
   }

@@ -131,7 +131,7 @@ export class FakeTransport implements Transport {
       && (socket.state === SocketState.Open || socket.state === SocketState.Connecting);
     if (!writable) return -EPIPE;
     if (end === start) return 0;
-    const queued = urgent ? socket.queueUrgent(data, start, end) : socket.queueSend(data, start, end);
+    const queued = socket.queueSend(data, start, end, urgent);
     if (queued > 0) this.network.wake();
     return queued;
   }
