@@ -41,6 +41,7 @@ import { maskInto, unmaskInPlace } from "./mask.ts";
 import {
   classifyText, isCompleteUtf8, TEXT_ASCII, TEXT_INVALID, UTF8_ACCEPT, UTF8_INVALID, validateUtf8,
 } from "./utf8.ts";
+import { copyRange } from "./bytes.ts";
 
 /**
  * Receives what the parser decodes. Every `data` view is valid only during the call (it is
@@ -440,7 +441,7 @@ export class FrameParser {
     end: number,
   ): void {
     if (this.maskKey === -1) {
-      target.set(data.subarray(start, end), offset);
+      copyRange(target, offset, data, start, end);
       return;
     }
     // The key index of this chunk's first byte: frame bytes already read, mod 4 (§5.3).
@@ -465,7 +466,7 @@ export class FrameParser {
     if (grown === null) return null;
     assert(grown.length >= size, "messageBuffers.acquire returned a short buffer");
     if (current !== null) {
-      grown.set(current.subarray(0, this.messageLength));
+      copyRange(grown, 0, current, 0, this.messageLength);
       this.messageBuffers.release(current);
     }
     this.messageBuffer = grown;

@@ -13,6 +13,7 @@
  */
 import { assert } from "../api/errors.ts";
 import { hostWord, wordViewOf } from "./word-view.ts";
+import { copyRange } from "./bytes.ts";
 
 /**
  * Ranges shorter than this go 4 bytes per step with the key bytes in locals; longer ones go
@@ -139,7 +140,7 @@ export function maskInto(
   assert(targetOffset >= 0 && targetOffset + length <= target.length, "target too small");
   if (length >= MASK_WORD_THRESHOLD) {
     // memcpy, then the in-place word loop: both run at memory speed.
-    target.set(source.subarray(start, end), targetOffset);
+    copyRange(target, targetOffset, source, start, end);
     return unmaskInPlace(target, targetOffset, targetOffset + length, maskKey, maskOffset);
   }
   let phase = maskOffset & 3;
