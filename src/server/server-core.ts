@@ -233,7 +233,7 @@ export class ServerCore<T> implements TransportHandler {
     let heaviest: WebSocketConnection<T> | undefined;
     let most = 0;
     for (const socket of this.sockets) {
-      if (socket === undefined || socket.readyState === ReadyState.CLOSED) continue;
+      if (socket === undefined || socket.readyState === ReadyState.CLOSED || socket.evicted) continue;
       const queued = this.transport.bufferedAmount(socket.conn);
       if (queued > most) {
         most = queued;

@@ -40,6 +40,8 @@ export const BACKPRESSURE_HIGH_WATER = 64 * 1024;
  * of pongs: far below what fills memory.
  */
 export const MAX_PONGS_QUEUED = 1024;
+/** sendState bit: the socket was evicted. */
+const EVICTED = 1 << 30;
 
 /** How a socket closed: the code and reason reported to `close`. */
 interface CloseRecord {
@@ -82,9 +84,10 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   readonly protocol: string;
   readyState: ReadyState = ReadyState.OPEN;
   /**
-   * Bit 0: a send returned backpressure, so `drain` is due when the queue empties. Above it
-   * (in steps of 2): pongs queued since the queue was last empty. One field for both keeps
-   * this object at 8 fields (see above).
+   * Bit 0: a send returned backpressure, so `drain` is due when the queue empties. Bit 30
+   * (EVICTED): closed for its share of send memory. Between them (in steps of 2): pongs
+   * queued since the queue was last empty. One field for all keeps this object at 8 fields
+   * (see above).
    */
   private sendState = 0;
   private closeRecord: CloseRecord = NOT_CLOSED;
@@ -111,8 +114,13 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    */
   queueEmptied(): boolean {
     const due = (this.sendState & 1) !== 0;
-    this.sendState = 0;
+    this.sendState &= EVICTED;
     return due;
+  }
+
+  /** Closed by `evict()` (its queue is already dropped: evicting it again frees nothing). */
+  get evicted(): boolean {
+    return (this.sendState & EVICTED) !== 0;
   }
 
   /** Close code and reason reported to `close`: from the peer's frame, or the one we sent. */
@@ -332,6 +340,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    */
   evict(code = CLOSE_TRY_AGAIN_LATER, reason = "send memory exhausted"): void {
     if (this.readyState === ReadyState.CLOSED) return;
+    this.sendState |= EVICTED;
     if (this.readyState === ReadyState.OPEN || this.closeRecord === NOT_CLOSED) {
       this.closeRecord = { code, reason };
     }
@@ -385,7 +394,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     // Pongs leave even past backpressureLimit, so they are bounded by count: a peer that
     // pings without reading the answers would otherwise fill the shared send memory.
     this.sendState += 2;
-    if (this.sendState >>> 1 > MAX_PONGS_QUEUED) {
+    if (((this.sendState & ~EVICTED) >>> 1) > MAX_PONGS_QUEUED) {
       this.core.counters.protocolErrors++;
       this.evict(CLOSE_POLICY_VIOLATION, "pongs not read");
       return;
