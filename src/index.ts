@@ -3,13 +3,13 @@
  * today the package exposes the engine: transports, pools and their errors.
  */
 export type {
-  BackendName, ListenOptions, Transport, TransportHandler, TransportOptions, TransportStats,
+  BackendChoice, BackendName, ListenOptions, Transport, TransportHandler, TransportOptions, TransportStats,
 } from "./api/transport.ts";
 export { CloseMode } from "./api/transport.ts";
 export type { MemoryRegionInfo, NodePoolStats, PoolStats, RegionKind, RegionOptions } from "./api/pool.ts";
 export { SystemError, UsageError } from "./api/errors.ts";
 export { errnoName } from "./api/errno.ts";
-export { createTransport, type BackendChoice } from "./reactor/select.ts";
+export { createTransport } from "./reactor/select.ts";
 export { UringTransport, type UringTransportOptions } from "./reactor/uring-transport.ts";
 
 // The WebSocket server.

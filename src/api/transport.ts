@@ -25,7 +25,14 @@
 import { ErrorCode, UsageError } from "./errors.ts";
 import type { PoolStats, RegionKind } from "./pool.ts";
 
-export type BackendName = "io_uring" | "fake" | "epoll" | "iocp";
+/**
+ * Which backend a transport runs on: io_uring (Linux, the fast path), epoll (Linux where
+ * io_uring is forbidden: containers' seccomp profiles, kernel.io_uring_disabled), iocp
+ * (Windows), bun (Bun.listen: everywhere Bun runs, the slow path), fake (in memory, tests).
+ */
+export type BackendName = "io_uring" | "epoll" | "iocp" | "bun" | "fake";
+/** What a caller may ask for: a backend by name, or "auto" (the fastest this machine allows). */
+export type BackendChoice = "auto" | Exclude<BackendName, "fake">;
 
 /** Events a transport delivers. One handler object per listener (or per outgoing connection). */
 export interface TransportHandler {

@@ -3,10 +3,9 @@
  * Today: io_uring on Linux. epoll (where seccomp forbids io_uring) and IOCP slot in here.
  */
 import { ErrorCode, SystemError, UsageError } from "../api/errors.ts";
-import type { Transport } from "../api/transport.ts";
+import type { BackendChoice, Transport } from "../api/transport.ts";
 import { UringTransport, type UringTransportOptions } from "./uring-transport.ts";
 
-export type BackendChoice = "auto" | "io_uring";
 
 /** Create a transport for `backend`; "auto" picks the fastest one this machine allows. */
 export function createTransport(backend: BackendChoice = "auto",

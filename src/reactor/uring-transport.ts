@@ -6,7 +6,9 @@
  * client side. Each loop turn enters the kernel once: submit everything queued, run task
  * work, then dispatch the completions from the CQ in place.
  *
- * Connection state is struct-of-arrays indexed by slot; nothing is allocated per message.
+ * What every backend shares lives beside this file: the connection table (state, slots,
+ * settling a teardown), the listener table, the handler rule, the send queues and the loop
+ * scheduler. This file keeps only what touches the ring. Nothing is allocated per message.
  */
 import {
   EAGAIN, ECANCELED, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPIPE,
@@ -21,25 +23,24 @@ import {
 } from "../api/transport.ts";
 import * as abi from "../ffi/io-uring-abi.ts";
 import { libc, SOCK_CLOEXEC } from "../ffi/libc.ts";
-import { BytePool } from "../pool/byte-pool.ts";
+import { grown } from "../pool/grown-array.ts";
 import { MemoryRegion } from "../pool/region.ts";
-import { grown, nextCapacity } from "../pool/grown-array.ts";
-import { SegmentedViews } from "../pool/segmented-views.ts";
-import { EventfdPark } from "./eventfd-park.ts";
 import { ConnectionFifo } from "./connection-fifo.ts";
-import { HeldBuffers } from "./held-buffers.ts";
+import { ConnectionSends } from "./connection-sends.ts";
+import { ConnectionTable, ConnState } from "./connection-table.ts";
+import { HandlerCalls } from "./handler-calls.ts";
+import { ListenerTable } from "./listener-table.ts";
 import { LoopScheduler } from "./loop-scheduler.ts";
 import {
-  LOAN_HEADER_SIZE, LOANS_MAX, MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues,
-} from "./send-queues.ts";
-import {
-  endpointOf, formatEndpoint, openListener, peerEndpoint, SOCKADDR_IN_SIZE, setResetOnClose,
-  tcpSocket, writeSockaddrIn,
+  endpointOf, openListener, peerEndpoint, SOCKADDR_IN_SIZE, setResetOnClose, tcpSocket,
+  writeSockaddrIn,
 } from "./sockets.ts";
 import { ProvidedBufferRing } from "./uring-buf-ring.ts";
+import { EventfdPark } from "./uring-eventfd-park.ts";
+import { HeldBuffers } from "./uring-held-buffers.ts";
 import { UringRing } from "./uring-ring.ts";
 import { SqeWriter } from "./uring-sqe.ts";
-import * as ud from "./user-data.ts";
+import * as ud from "./uring-user-data.ts";
 
 /** Options of the io_uring backend beyond the common TransportOptions. */
 export interface UringTransportOptions extends TransportOptions {
@@ -66,16 +67,9 @@ export interface UringTransportOptions extends TransportOptions {
   recvBufferCountMax?: number;
 }
 
-// Connection states.
-const FREE = 0;
-const CONNECTING = 1;
-const OPEN = 2;
-/** close(Graceful) asked: waiting for the send queue to drain. */
-const CLOSING = 3;
-/** Cancel + CLOSE submitted: waiting for every in-flight operation to report. */
-const TEARDOWN = 4;
+const { FREE, CONNECTING, OPEN, CLOSING, TEARDOWN } = ConnState;
 
-// Connection flag bits.
+// Connection flag bits (ConnectionTable.flags).
 const RECV_ARMED = 1;
 const PAUSED = 2;
 const WANTS_BUFFERS = 4;
@@ -83,8 +77,6 @@ const DIRTY = 8;
 const EOF_SEEN = 16;
 
 const RECV_BUFFER_GROUP = 0;
-/** How often an idle send pool is offered to give its pages back (BytePool.trimIfIdle). */
-const SEND_TRIM_INTERVAL_MS = 1000;
 
 export class UringTransport implements Transport {
   readonly backend = "io_uring" as const;
@@ -93,39 +85,20 @@ export class UringTransport implements Transport {
   private readonly sqe: SqeWriter;
   private readonly buffers: ProvidedBufferRing;
   private readonly recvRegion: MemoryRegion;
-  private readonly sendPool: BytePool;
-  private readonly metaRegion: MemoryRegion;
-  private readonly sockaddrBase: number;
-  private readonly queues: SendQueues;
-  private readonly urgent: SendQueues;
+  /** A sockaddr per connection for CONNECT (the kernel reads it after submission). */
+  private readonly sockaddrs: MemoryRegion;
+  private readonly sends: ConnectionSends;
   private readonly park: EventfdPark;
-  private readonly maxConnections: number;
-  /** Slots the per-connection arrays hold now (grows up to maxConnections). */
-  private slotCapacity: number;
+  private readonly table: ConnectionTable;
+  private readonly listeners = new ListenerTable();
+  private readonly calls: HandlerCalls;
   private readonly zeroCopyThreshold: number;
   /** Result of a zero-copy send, kept until its notification says the pages are free. */
   private zeroCopyResults: Int32Array;
-
-  // Per-connection state (struct of arrays).
-  private fds: Int32Array;
-  private states: Uint8Array;
-  private flags: Uint8Array;
-  private generations: Uint32Array;
-  /** Operations in flight per connection; the slot is freed when it drops to 0 in TEARDOWN. */
-  private pendingOps: Uint8Array;
-  private listenerOf: Int32Array;
-  private closeReasons: Int32Array;
-  /** The peer as an endpoint number (sockets.ts), kept from open until onClose returns. */
-  private peers: Float64Array;
-  /** The connection whose onClose runs now: its slot is free, its address still readable. */
-  private closingConn = -1;
-  private handlers: (TransportHandler | undefined)[];
-  private freeSlots: Int32Array;
-  private freeSlotCount: number;
   /** Received buffers held while a connection is paused. */
   private readonly held: HeldBuffers;
 
-  // Work lists (stacks of connection ids, bounded by maxConnections).
+  // Work lists.
   private dirty: Int32Array;
   private dirtyCount = 0;
   /** Connections whose receive ran out of buffers, in the order they did. */
@@ -134,22 +107,12 @@ export class UringTransport implements Transport {
   private readonly returned: Int32Array;
   private returnedCount = 0;
 
-  // Listeners.
-  private readonly listenerFds: number[] = [];
-  private readonly listenerPorts: number[] = [];
-  private readonly listenerHandlers: (TransportHandler | undefined)[] = [];
-  private readonly listenerOpen: boolean[] = [];
-
   // Loop state.
   private readonly scheduler: LoopScheduler;
   private disposed = false;
   private disposing: Promise<void> | undefined;
-  private readonly trimTimer: ReturnType<typeof setInterval>;
-  /** Throws from handlers, reported when the turn is over (TransportOptions.onHandlerError). */
-  private readonly handlerErrors: HandlerErrors;
 
   // Counters.
-  private connections = 0;
   private accepted = 0;
   private connected = 0;
   private closedCount = 0;
@@ -166,7 +129,6 @@ export class UringTransport implements Transport {
     // Defaults (TRANSPORT_DEFAULTS) and range checks shared by every backend, before allocating.
     const { maxConnections, initialConnections, recvBufferSize, recvBufferCount, sendChunkSize,
       sendChunkCount } = resolveTransportSizing(options);
-    this.handlerErrors = new HandlerErrors(options.onHandlerError);
     const recvBufferCountMax = options.recvBufferCountMax ?? Math.max(recvBufferCount, 1024);
     if (!(Number.isInteger(recvBufferCountMax) && recvBufferCountMax >= recvBufferCount &&
       recvBufferCountMax <= 32768 && (recvBufferCountMax & (recvBufferCountMax - 1)) === 0)) {
@@ -174,9 +136,12 @@ export class UringTransport implements Transport {
         `recvBufferCountMax must be a power of two from recvBufferCount to 32768, got ${recvBufferCountMax}`);
     }
     const memory = { node: options.node, hugepages: options.hugepages ?? "auto" } as const;
-    this.maxConnections = maxConnections;
     // Per-connection state starts small and doubles as slots are used (grown-array.ts).
     const initialSlots = initialConnections;
+    this.table = new ConnectionTable(initialSlots, maxConnections, ud.GENERATION_MASK,
+      (slots) => this.growSlots(slots));
+    this.calls = new HandlerCalls(new HandlerErrors(options.onHandlerError),
+      (conn) => this.close(conn, CloseMode.Abort));
     this.scheduler = new LoopScheduler({
       turn: () => this.turn(),
       hasPendingSubmissions: () => this.ring.pendingSubmissions() > 0,
@@ -195,53 +160,17 @@ export class UringTransport implements Transport {
       this.buffers = new ProvidedBufferRing(this.ring, RECV_BUFFER_GROUP, recvBufferCountMax,
         recvBufferCount, recvBufferSize, this.recvRegion);
       cleanup.push(() => this.buffers.close());
-      this.sendPool = new BytePool(sendChunkSize, sendChunkCount, memory);
-      cleanup.push(() => this.sendPool.destroy());
-      // Native scratch the kernel reads after submission: per connection a msghdr + iovecs
-      // for SENDMSG and a sockaddr for CONNECT, and the loans' frame headers. Touched and
-      // viewed lazily, so it costs (in RSS and in JSC's heap accounting) only what is used.
-      const messageBytes = maxConnections * MESSAGE_AREA_SIZE;
-      const sockaddrBytes = maxConnections * SOCKADDR_IN_SIZE;
-      const loanHeaderBytes = LOANS_MAX * LOAN_HEADER_SIZE;
-      this.metaRegion = MemoryRegion.allocate(messageBytes + sockaddrBytes + loanHeaderBytes,
+      this.sends = new ConnectionSends(initialSlots, maxConnections, sendChunkSize,
+        sendChunkCount, memory, options.node);
+      cleanup.push(() => this.sends.destroy());
+      this.sockaddrs = MemoryRegion.allocate(maxConnections * SOCKADDR_IN_SIZE,
         { hugepages: "off", node: options.node });
-      cleanup.push(() => this.metaRegion.free());
-      const messageAreas = new SegmentedViews(this.metaRegion, messageBytes,
-        MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE);
-      const loanHeadersAt = messageBytes + sockaddrBytes;
-      const loanHeaders = {
-        address: this.metaRegion.pointer + loanHeadersAt,
-        view: this.metaRegion.viewRange(loanHeadersAt, loanHeadersAt + loanHeaderBytes),
-      };
-      this.queues = new SendQueues(initialSlots, this.sendPool, this.sendPool.slotSize,
-        sendChunkCount, messageAreas, loanHeaders, LOANS_MAX);
-      // sendUrgent's bytes (pongs, pings): their own chains in the same chunks, no loans.
-      // One send per connection is in flight, so both may use its message area.
-      this.urgent = new SendQueues(initialSlots, this.sendPool, this.sendPool.slotSize,
-        sendChunkCount, messageAreas, loanHeaders, 0);
-      this.sockaddrBase = messageBytes;
+      cleanup.push(() => this.sockaddrs.free());
       this.park = new EventfdPark(this.ring, this.scheduler.wake);
     } catch (error) {
       for (const undo of cleanup.reverse()) undo();
       throw error;
     }
-
-    // Send memory left resident by a burst goes back to the system once the pool idles.
-    this.trimTimer = setInterval(() => this.sendPool.trimIfIdle(), SEND_TRIM_INTERVAL_MS);
-    this.trimTimer.unref();
-    this.slotCapacity = initialSlots;
-    this.fds = new Int32Array(initialSlots).fill(-1);
-    this.states = new Uint8Array(initialSlots);
-    this.flags = new Uint8Array(initialSlots);
-    this.generations = new Uint32Array(initialSlots);
-    this.pendingOps = new Uint8Array(initialSlots);
-    this.listenerOf = new Int32Array(initialSlots).fill(-1);
-    this.closeReasons = new Int32Array(initialSlots);
-    this.peers = new Float64Array(initialSlots).fill(-1);
-    this.handlers = new Array<TransportHandler | undefined>(initialSlots).fill(undefined);
-    this.freeSlots = new Int32Array(initialSlots);
-    for (let i = 0; i < initialSlots; i++) this.freeSlots[i] = initialSlots - 1 - i;
-    this.freeSlotCount = initialSlots;
     this.held = new HeldBuffers(recvBufferCountMax, initialSlots);
     this.dirty = new Int32Array(initialSlots);
     this.zeroCopyResults = new Int32Array(initialSlots);
@@ -264,38 +193,31 @@ export class UringTransport implements Transport {
     checkListenAddress(options.hostname ?? "0.0.0.0", options.port);
     const { fd, port } = openListener(options.hostname ?? "0.0.0.0", options.port,
       options.backlog ?? 4096, options.reusePort ?? false);
-    const id = this.listenerFds.length;
-    this.listenerFds.push(fd);
-    this.listenerPorts.push(port);
-    this.listenerHandlers.push(handler);
-    this.listenerOpen.push(true);
+    const id = this.listeners.add(fd, port, handler);
     this.armAccept(id);
     this.scheduler.scheduleFlush();
     return id;
   }
 
   listenerPort(listener: number): number {
-    const port = this.listenerPorts[listener];
-    if (port === undefined) throw new UsageError(ErrorCode.NO_LISTENER, "no such listener");
-    return port;
+    return this.listeners.port(listener);
   }
 
   closeListener(listener: number): void {
-    if (!this.listenerOpen[listener]) return;
-    this.listenerOpen[listener] = false;
+    if (!this.listeners.stopAccepting(listener)) return;
     this.reserveSqes(2); // a link must not be split across two submissions
     const sqe = this.takeSqe();
     // Cancel the multishot accept, then close the socket once the cancel has run.
     this.sqe.prepCancel(sqe, listener, ud.userHigh(ud.OP_ACCEPT, 0), -1, 0,
       listener, ud.userHigh(ud.OP_LISTENER_CANCEL, 0));
     this.sqe.setFlags(sqe, abi.IOSQE_IO_HARDLINK); // close even when nothing was cancelled
-    this.sqe.prepClose(this.takeSqe(), this.listenerFds[listener], listener,
+    this.sqe.prepClose(this.takeSqe(), this.listeners.fd(listener), listener,
       ud.userHigh(ud.OP_LISTENER_CLOSE, 0));
     this.scheduler.scheduleFlush();
   }
 
   private armAccept(listener: number): void {
-    this.sqe.prepMultishotAccept(this.takeSqe(), this.listenerFds[listener], SOCK_CLOEXEC,
+    this.sqe.prepMultishotAccept(this.takeSqe(), this.listeners.fd(listener), SOCK_CLOEXEC,
       listener, ud.userHigh(ud.OP_ACCEPT, 0));
   }
 
@@ -306,43 +228,37 @@ export class UringTransport implements Transport {
     // Everything that can throw comes before a slot or a descriptor is taken.
     checkConnectAddress(host, port);
     const peer = endpointOf(host, port);
-    const conn = this.allocateSlot();
+    const conn = this.table.allocate();
     if (conn < 0) return -EMFILE;
     let fd: number;
     try {
       fd = tcpSocket();
     } catch (error) {
-      this.freeSlots[this.freeSlotCount++] = conn;
+      this.table.unallocate(conn);
       throw error;
     }
-    this.openSlot(conn, fd, -1, handler, CONNECTING);
-    this.peers[conn] = peer;
-    const offset = this.sockaddrBase + conn * SOCKADDR_IN_SIZE;
-    writeSockaddrIn(this.metaRegion.viewRange(offset, offset + SOCKADDR_IN_SIZE), 0, host, port);
-    this.sqe.prepConnect(this.takeSqe(), fd, this.metaRegion.pointer + offset, SOCKADDR_IN_SIZE,
-      conn, ud.userHigh(ud.OP_CONNECT, this.generations[conn]));
-    this.pendingOps[conn]++;
+    this.table.open(conn, fd, -1, handler, CONNECTING, peer);
+    const offset = conn * SOCKADDR_IN_SIZE;
+    writeSockaddrIn(this.sockaddrs.viewRange(offset, offset + SOCKADDR_IN_SIZE), 0, host, port);
+    this.sqe.prepConnect(this.takeSqe(), fd, this.sockaddrs.pointer + offset, SOCKADDR_IN_SIZE,
+      conn, ud.userHigh(ud.OP_CONNECT, this.table.generations[conn]));
+    this.table.pendingOps[conn]++;
     this.scheduler.scheduleFlush();
     return conn;
   }
 
   send(conn: number, data: Uint8Array, start: number, end: number): number {
     checkSendRange(data, start, end);
-    const state = this.states[conn];
-    if (state !== OPEN && state !== CONNECTING) return -EPIPE;
-    const queued = this.queues.append(conn, data, start, end);
+    if (!this.writable(conn)) return -EPIPE;
+    const queued = this.sends.append(conn, data, start, end);
     if (queued > 0) this.markDirty(conn);
     return queued;
   }
 
   sendUrgent(conn: number, data: Uint8Array, start: number, end: number): number {
     checkSendRange(data, start, end);
-    const state = this.states[conn];
-    if (state !== OPEN && state !== CONNECTING) return -EPIPE;
-    // With nothing queued ahead there is nothing to overtake: the ordinary queue will do.
-    const ahead = this.queues.queuedBytes(conn) > 0 || this.urgent.queuedBytes(conn) > 0;
-    const queued = ahead ? this.urgent.append(conn, data, start, end)
-      : this.queues.append(conn, data, start, end);
+    if (!this.writable(conn)) return -EPIPE;
+    const queued = this.sends.appendUrgent(conn, data, start, end);
     if (queued > 0) this.markDirty(conn);
     return queued;
   }
@@ -351,9 +267,8 @@ export class UringTransport implements Transport {
     second: Uint8Array, secondStart: number, secondEnd: number): number {
     checkSendRange(first, firstStart, firstEnd);
     checkSendRange(second, secondStart, secondEnd);
-    const state = this.states[conn];
-    if (state !== OPEN && state !== CONNECTING) return -EPIPE;
-    const queued = this.queues.appendPair(conn, first, firstStart, firstEnd,
+    if (!this.writable(conn)) return -EPIPE;
+    const queued = this.sends.appendPair(conn, first, firstStart, firstEnd,
       second, secondStart, secondEnd);
     if (queued > 0) this.markDirty(conn);
     return queued;
@@ -364,49 +279,57 @@ export class UringTransport implements Transport {
     lender: Lender, token: number): number {
     checkSendRange(header, headerStart, headerEnd);
     checkSendRange(payload, payloadStart, payloadEnd);
-    const state = this.states[conn];
-    if (state !== OPEN && state !== CONNECTING) return -EPIPE;
+    if (!this.writable(conn)) return -EPIPE;
     assert(payloadEnd > payloadStart, "a loan of at least one byte");
-    const queued = this.queues.appendLoan(conn, header, headerStart, headerEnd, payloadAddress,
+    const queued = this.sends.appendLoan(conn, header, headerStart, headerEnd, payloadAddress,
       payloadEnd - payloadStart, lender, token);
     if (queued > 0) this.markDirty(conn);
     return queued;
   }
 
+  /** Open or still connecting: a send may be queued. */
+  private writable(conn: number): boolean {
+    const state = this.table.states[conn];
+    return state === OPEN || state === CONNECTING;
+  }
+
   bufferedAmount(conn: number): number {
-    return this.states[conn] === FREE ? 0
-      : this.queues.queuedBytes(conn) + this.urgent.queuedBytes(conn);
+    return this.table.states[conn] === FREE ? 0 : this.sends.queued(conn);
   }
 
   pause(conn: number): void {
-    if (this.states[conn] !== OPEN || (this.flags[conn] & PAUSED) !== 0) return;
-    this.flags[conn] |= PAUSED;
-    if ((this.flags[conn] & RECV_ARMED) === 0) return;
+    const table = this.table;
+    if (table.states[conn] !== OPEN || (table.flags[conn] & PAUSED) !== 0) return;
+    table.flags[conn] |= PAUSED;
+    if ((table.flags[conn] & RECV_ARMED) === 0) return;
     // Stop the multishot receive so a paused peer cannot drain the shared buffer ring; what
     // arrives before the cancel lands is held and delivered on resume.
-    this.sqe.prepCancel(this.takeSqe(), conn, ud.userHigh(ud.OP_RECV, this.generations[conn]),
-      -1, 0, conn, ud.userHigh(ud.OP_CANCEL, this.generations[conn]));
-    this.pendingOps[conn]++;
+    const generation = table.generations[conn];
+    this.sqe.prepCancel(this.takeSqe(), conn, ud.userHigh(ud.OP_RECV, generation),
+      -1, 0, conn, ud.userHigh(ud.OP_CANCEL, generation));
+    table.pendingOps[conn]++;
     this.scheduler.scheduleFlush();
   }
 
   resume(conn: number): void {
-    if ((this.flags[conn] & PAUSED) === 0) return;
-    this.flags[conn] &= ~PAUSED;
-    if (this.states[conn] !== OPEN) return;
+    const table = this.table;
+    if ((table.flags[conn] & PAUSED) === 0) return;
+    table.flags[conn] &= ~PAUSED;
+    if (table.states[conn] !== OPEN) return;
     this.markDirty(conn); // the flush step delivers held buffers and re-arms the receive
   }
 
   close(conn: number, mode: CloseMode = CloseMode.Graceful): void {
-    const state = this.states[conn];
+    const table = this.table;
+    const state = table.states[conn];
     if (state === FREE || state === TEARDOWN) return;
     if (mode === CloseMode.Abort) {
-      setResetOnClose(this.fds[conn]);
+      setResetOnClose(table.fds[conn]);
       this.teardown(conn, 0);
       return;
     }
     if (state === CLOSING) return;
-    this.states[conn] = CLOSING;
+    table.states[conn] = CLOSING;
     if (this.bufferedAmount(conn) === 0) {
       this.teardown(conn, 0);
     } else {
@@ -415,113 +338,55 @@ export class UringTransport implements Transport {
   }
 
   remoteAddress(conn: number): string {
-    if (this.states[conn] === FREE && conn !== this.closingConn) return "";
-    return formatEndpoint(this.peers[conn]);
+    return this.table.remoteAddress(conn);
   }
 
-  private allocateSlot(): number {
-    if (this.freeSlotCount === 0) {
-      if (this.slotCapacity === this.maxConnections) return -1;
-      this.growSlots();
-    }
-    return this.freeSlots[--this.freeSlotCount];
-  }
-
-  /** Every slot is taken: double the per-connection state (up to maxConnections). */
-  private growSlots(): void {
-    const old = this.slotCapacity;
-    const slots = nextCapacity(old, this.maxConnections);
-    this.fds = grown(this.fds, slots, -1);
-    this.states = grown(this.states, slots);
-    this.flags = grown(this.flags, slots);
-    this.generations = grown(this.generations, slots);
-    this.pendingOps = grown(this.pendingOps, slots);
-    this.listenerOf = grown(this.listenerOf, slots, -1);
-    this.closeReasons = grown(this.closeReasons, slots);
-    this.peers = grown(this.peers, slots, -1);
-    for (let conn = old; conn < slots; conn++) this.handlers.push(undefined);
+  /** The connection table doubled to `slots`: this backend's own per-slot state follows. */
+  private growSlots(slots: number): void {
     this.dirty = grown(this.dirty, slots);
     this.zeroCopyResults = grown(this.zeroCopyResults, slots);
-    // Only called with no free slot: the new ids, lowest on top.
-    this.freeSlots = new Int32Array(slots);
-    for (let i = 0; i < slots - old; i++) this.freeSlots[i] = slots - 1 - i;
-    this.freeSlotCount = slots - old;
     this.held.grow(slots);
-    this.queues.grow(slots);
-    this.urgent.grow(slots);
-    this.slotCapacity = slots;
-  }
-
-  private openSlot(conn: number, fd: number, listener: number, handler: TransportHandler,
-    state: number): void {
-    assert(this.states[conn] === FREE, "slot reused while in use");
-    this.fds[conn] = fd;
-    this.states[conn] = state;
-    this.flags[conn] = 0;
-    this.pendingOps[conn] = 0;
-    this.listenerOf[conn] = listener;
-    this.closeReasons[conn] = 0;
-    this.handlers[conn] = handler;
-    this.connections++;
+    this.sends.grow(slots);
   }
 
   private armRecv(conn: number): void {
-    this.sqe.prepRecvMultishot(this.takeSqe(), this.fds[conn], RECV_BUFFER_GROUP, conn,
-      ud.userHigh(ud.OP_RECV, this.generations[conn]));
-    this.flags[conn] |= RECV_ARMED;
-    this.pendingOps[conn]++;
+    const table = this.table;
+    this.sqe.prepRecvMultishot(this.takeSqe(), table.fds[conn], RECV_BUFFER_GROUP, conn,
+      ud.userHigh(ud.OP_RECV, table.generations[conn]));
+    table.flags[conn] |= RECV_ARMED;
+    table.pendingOps[conn]++;
   }
 
   /** Cancel whatever is in flight on the socket, then CLOSE it; onClose when all report. */
   private teardown(conn: number, reason: number): void {
-    if (this.states[conn] === TEARDOWN) return;
-    if (this.closeReasons[conn] === 0) this.closeReasons[conn] = reason;
-    this.states[conn] = TEARDOWN;
+    const table = this.table;
+    if (!table.startTeardown(conn, reason)) return;
     // Nothing beyond the send in flight will be sent now: its memory is free for others.
-    this.queues.dropUnsent(conn);
-    this.urgent.dropUnsent(conn);
-    const high = this.generations[conn];
-    if (this.pendingOps[conn] > 0) {
+    this.sends.dropUnsent(conn);
+    const generation = table.generations[conn];
+    if (table.pendingOps[conn] > 0) {
       // Both SQEs of the link in this submission: submitted alone, the cancel could run
       // after the CLOSE, fail with EBADF, and leave the connection in teardown for good.
       this.reserveSqes(2);
       const cancel = this.takeSqe();
-      this.sqe.prepCancel(cancel, 0, 0, this.fds[conn],
+      this.sqe.prepCancel(cancel, 0, 0, table.fds[conn],
         abi.IORING_ASYNC_CANCEL_FD | abi.IORING_ASYNC_CANCEL_ALL,
-        conn, ud.userHigh(ud.OP_CANCEL, high));
+        conn, ud.userHigh(ud.OP_CANCEL, generation));
       this.sqe.setFlags(cancel, abi.IOSQE_IO_HARDLINK); // the close runs whatever the cancel found
-      this.pendingOps[conn]++;
+      table.pendingOps[conn]++;
     }
-    this.sqe.prepClose(this.takeSqe(), this.fds[conn], conn, ud.userHigh(ud.OP_CLOSE, high));
-    this.pendingOps[conn]++;
+    this.sqe.prepClose(this.takeSqe(), table.fds[conn], conn, ud.userHigh(ud.OP_CLOSE, generation));
+    table.pendingOps[conn]++;
     this.scheduler.scheduleFlush();
   }
 
-  private finishTeardown(conn: number): void {
-    const handler = this.handlers[conn];
-    const reason = this.closeReasons[conn];
+  /** When the teardown of `conn` has nothing left in flight: release and report onClose. */
+  private settle(conn: number): void {
+    if (!this.table.settled(conn)) return;
     this.held.release(conn, this.giveBackBuffer);
-    this.queues.clear(conn);
-    this.urgent.clear(conn);
-    this.states[conn] = FREE;
-    this.flags[conn] = 0;
-    this.fds[conn] = -1;
-    this.handlers[conn] = undefined;
-    this.generations[conn] = (this.generations[conn] + 1) & ud.GENERATION_MASK;
-    this.connections--;
+    this.sends.clear(conn);
     this.closedCount++;
-    if (handler !== undefined) {
-      this.closingConn = conn;
-      try {
-        handler.onClose(conn, reason);
-      } catch (error) {
-        this.handlerErrors.add(error, conn); // already gone: nothing to abort
-      }
-      this.closingConn = -1;
-    }
-    // Only now may the id be handed out again (a connect() inside onClose takes another).
-    this.peers[conn] = -1;
-    this.freeSlots[this.freeSlotCount++] = conn;
+    this.table.finish(conn, this.calls);
   }
 
   // ---------------------------------------------------------------- the loop
@@ -545,8 +410,9 @@ export class UringTransport implements Transport {
   }
 
   private markDirty(conn: number): void {
-    if ((this.flags[conn] & DIRTY) !== 0) return;
-    this.flags[conn] |= DIRTY;
+    const flags = this.table.flags;
+    if ((flags[conn] & DIRTY) !== 0) return;
+    flags[conn] |= DIRTY;
     this.dirty[this.dirtyCount++] = conn;
     this.scheduler.scheduleFlush();
   }
@@ -569,7 +435,7 @@ export class UringTransport implements Transport {
     this.buffers.publish();
     this.feedStarving();
     this.turns++;
-    this.handlerErrors.report();
+    this.calls.report();
     return seen;
   }
 
@@ -604,8 +470,7 @@ export class UringTransport implements Transport {
       case ud.OP_CANCEL:
         return this.opDone(slot, high);
       case ud.OP_LISTENER_CLOSE:
-        this.listenerHandlers[slot] = undefined;
-        this.listenerFds[slot] = -1; // closed by the ring: never close this number again
+        this.listeners.closed(slot); // closed by the ring: never close this number again
         return;
       default:
         return; // OP_WAKE, OP_LISTENER_CANCEL: nothing to do
@@ -613,31 +478,29 @@ export class UringTransport implements Transport {
   }
 
   private isCurrent(conn: number, high: number): boolean {
-    return this.states[conn] !== FREE && ud.generationOf(high) === this.generations[conn];
+    return this.table.isCurrent(conn, ud.generationOf(high));
   }
 
   private opDone(conn: number, high: number): void {
     if (!this.isCurrent(conn, high)) return;
-    if (--this.pendingOps[conn] === 0 && this.states[conn] === TEARDOWN) {
-      this.finishTeardown(conn);
-    }
+    this.table.pendingOps[conn]--;
+    this.settle(conn);
   }
 
   private acceptCallback(listener: number, result: number, cqeFlags: number): void {
-    const rearm = (cqeFlags & abi.IORING_CQE_F_MORE) === 0 && this.listenerOpen[listener];
+    const rearm = (cqeFlags & abi.IORING_CQE_F_MORE) === 0 && this.listeners.isAccepting(listener);
     if (result >= 0) {
-      const handler = this.listenerHandlers[listener];
-      const conn = this.allocateSlot();
-      if (conn < 0 || handler === undefined || !this.listenerOpen[listener]) {
+      const handler = this.listeners.handler(listener);
+      const conn = handler === undefined ? -1 : this.table.allocate();
+      if (conn < 0 || handler === undefined) {
         this.refusedAccepts++;
         libc().close(result); // over maxConnections: the peer sees the connection closed
       } else {
         this.accepted++;
-        this.openSlot(conn, result, listener, handler, OPEN);
-        // Read now: after a reset the kernel no longer knows it, and onClose may ask.
-        this.peers[conn] = peerEndpoint(result);
+        // The peer is read now: after a reset the kernel no longer knows it, and onClose may ask.
+        this.table.open(conn, result, listener, handler, OPEN, peerEndpoint(result));
         this.armRecv(conn);
-        this.invokeOpen(conn, listener);
+        this.calls.opened(handler, conn, listener);
       }
     } else if (result === -EMFILE || result === -ENFILE || result === -ENOMEM ||
       result === -ENOBUFS) {
@@ -651,7 +514,7 @@ export class UringTransport implements Transport {
   /** Its own method, so the accept path itself allocates no closure per connection. */
   private rearmAcceptLater(listener: number): void {
     setTimeout(() => {
-      if (this.listenerOpen[listener] && !this.disposed) {
+      if (this.listeners.isAccepting(listener) && !this.disposed) {
         this.armAccept(listener);
         this.scheduler.scheduleFlush();
       }
@@ -660,9 +523,10 @@ export class UringTransport implements Transport {
 
   private connectCallback(conn: number, high: number, result: number): void {
     if (!this.isCurrent(conn, high)) return;
-    this.pendingOps[conn]--;
-    if (this.states[conn] !== CONNECTING) {
-      if (this.pendingOps[conn] === 0 && this.states[conn] === TEARDOWN) this.finishTeardown(conn);
+    const table = this.table;
+    table.pendingOps[conn]--;
+    if (table.states[conn] !== CONNECTING) {
+      this.settle(conn);
       return;
     }
     if (result < 0) {
@@ -670,24 +534,10 @@ export class UringTransport implements Transport {
       return;
     }
     this.connected++;
-    this.states[conn] = OPEN;
+    table.states[conn] = OPEN;
     this.armRecv(conn);
-    this.invokeOpen(conn, -1);
+    this.calls.opened(table.handlers[conn]!, conn, -1);
     if (this.bufferedAmount(conn) > 0) this.markDirty(conn);
-  }
-
-  /** A handler threw: the rule of every backend, abort this connection now, report later. */
-  private handlerThrew(conn: number, error: unknown): void {
-    this.handlerErrors.add(error, conn);
-    this.close(conn, CloseMode.Abort);
-  }
-
-  private invokeOpen(conn: number, listener: number): void {
-    try {
-      this.handlers[conn]!.onOpen(conn, listener);
-    } catch (error) {
-      this.handlerThrew(conn, error);
-    }
   }
 
   private recvCallback(conn: number, high: number, result: number, cqeFlags: number): void {
@@ -699,21 +549,22 @@ export class UringTransport implements Transport {
       if (hasBuffer) this.buffers.add(bid);
       return;
     }
+    const table = this.table;
     if (!more) {
-      this.flags[conn] &= ~RECV_ARMED;
-      this.pendingOps[conn]--;
+      table.flags[conn] &= ~RECV_ARMED;
+      table.pendingOps[conn]--;
     }
-    const state = this.states[conn];
+    const state = table.states[conn];
     if (result > 0) {
       this.bytesIn += result;
       if (state === TEARDOWN || !hasBuffer) {
         if (hasBuffer) this.buffers.add(bid);
-      } else if ((this.flags[conn] & PAUSED) !== 0 || this.held.has(conn)) {
+      } else if ((table.flags[conn] & PAUSED) !== 0 || this.held.has(conn)) {
         this.held.hold(conn, bid, result);
       } else {
         this.deliver(conn, bid, result);
       }
-      if (!more && this.states[conn] !== TEARDOWN) this.rearmRecv(conn);
+      if (!more && table.states[conn] !== TEARDOWN) this.rearmRecv(conn);
     } else if (result === 0 || result === -ECONNABORTED) {
       if (hasBuffer) this.buffers.add(bid);
       this.endOfStream(conn);
@@ -728,21 +579,18 @@ export class UringTransport implements Transport {
       if (hasBuffer) this.buffers.add(bid);
       this.teardown(conn, result); // ECONNRESET, ETIMEDOUT...
     }
-    if (this.pendingOps[conn] === 0 && this.states[conn] === TEARDOWN) this.finishTeardown(conn);
+    this.settle(conn);
   }
 
   private deliver(conn: number, bid: number, length: number): void {
-    try {
-      this.handlers[conn]!.onData(conn, this.buffers.views[bid], 0, length);
-    } catch (error) {
-      this.handlerThrew(conn, error);
-    }
+    this.calls.data(this.table.handlers[conn]!, conn, this.buffers.views[bid], 0, length);
     this.returned[this.returnedCount++] = bid;
   }
 
   private deliverHeld(conn: number): void {
-    while (this.held.has(conn) && (this.flags[conn] & PAUSED) === 0 &&
-      this.states[conn] !== TEARDOWN && this.states[conn] !== FREE) {
+    const table = this.table;
+    while (this.held.has(conn) && (table.flags[conn] & PAUSED) === 0 &&
+      table.states[conn] !== TEARDOWN && table.states[conn] !== FREE) {
       const bid = this.held.take(conn);
       this.deliver(conn, bid, this.held.lengthOf(bid));
     }
@@ -751,15 +599,17 @@ export class UringTransport implements Transport {
   private readonly giveBackBuffer = (bid: number): void => this.buffers.add(bid);
 
   private rearmRecv(conn: number): void {
-    const state = this.states[conn];
-    if ((this.flags[conn] & (RECV_ARMED | EOF_SEEN | PAUSED)) !== 0) return;
+    const table = this.table;
+    const state = table.states[conn];
+    if ((table.flags[conn] & (RECV_ARMED | EOF_SEEN | PAUSED)) !== 0) return;
     if (state !== OPEN && state !== CLOSING) return;
     this.armRecv(conn);
   }
 
   private starve(conn: number): void {
-    if ((this.flags[conn] & WANTS_BUFFERS) !== 0) return;
-    this.flags[conn] |= WANTS_BUFFERS;
+    const flags = this.table.flags;
+    if ((flags[conn] & WANTS_BUFFERS) !== 0) return;
+    flags[conn] |= WANTS_BUFFERS;
     this.starving.push(conn);
   }
 
@@ -773,25 +623,21 @@ export class UringTransport implements Transport {
       this.stallsSeen = this.recvBufferStalls;
       if (this.buffers.count < this.buffers.capacity) this.buffers.grow(this.buffers.count * 2);
     }
+    const flags = this.table.flags;
     while (this.starving.size > 0 && this.buffers.availableCount() > 0) {
       const conn = this.starving.shift();
-      if ((this.flags[conn] & WANTS_BUFFERS) === 0) continue; // closed meanwhile
-      this.flags[conn] &= ~WANTS_BUFFERS;
+      if ((flags[conn] & WANTS_BUFFERS) === 0) continue; // closed meanwhile
+      flags[conn] &= ~WANTS_BUFFERS;
       this.rearmRecv(conn);
     }
   }
 
   private endOfStream(conn: number): void {
-    const state = this.states[conn];
-    if ((this.flags[conn] & EOF_SEEN) !== 0 || state === TEARDOWN) return;
-    this.flags[conn] |= EOF_SEEN;
-    if (state === OPEN) {
-      try {
-        this.handlers[conn]!.onEnd(conn);
-      } catch (error) {
-        this.handlerThrew(conn, error); // the close below is then a no-op
-      }
-    }
+    const table = this.table;
+    const state = table.states[conn];
+    if ((table.flags[conn] & EOF_SEEN) !== 0 || state === TEARDOWN) return;
+    table.flags[conn] |= EOF_SEEN;
+    if (state === OPEN) this.calls.ended(table.handlers[conn]!, conn); // a throw aborts it
     this.close(conn, CloseMode.Graceful);
   }
 
@@ -813,24 +659,21 @@ export class UringTransport implements Transport {
 
   private sendCallback(conn: number, high: number, result: number): void {
     if (!this.isCurrent(conn, high)) return;
-    this.pendingOps[conn]--;
-    const state = this.states[conn];
+    const table = this.table;
+    table.pendingOps[conn]--;
+    const state = table.states[conn];
     if (state === TEARDOWN) {
-      this.queues.abandonInFlight(conn);
-      this.urgent.abandonInFlight(conn);
-      if (this.pendingOps[conn] === 0) this.finishTeardown(conn);
+      this.sends.abandonInFlight(conn);
+      this.settle(conn);
       return;
     }
     if (result < 0) {
-      this.queues.abandonInFlight(conn);
-      this.urgent.abandonInFlight(conn);
+      this.sends.abandonInFlight(conn);
       this.teardown(conn, result === -ECANCELED ? -EPIPE : result);
       return;
     }
     this.bytesOut += result;
-    const sent = this.urgent.isSending(conn) ? this.urgent : this.queues;
-    sent.complete(conn, result);
-    if (this.bufferedAmount(conn) > 0) {
+    if (!this.sends.complete(conn, result)) {
       this.markDirty(conn);
       return;
     }
@@ -838,42 +681,29 @@ export class UringTransport implements Transport {
       this.teardown(conn, 0);
       return;
     }
-    try {
-      this.handlers[conn]!.onDrain(conn);
-    } catch (error) {
-      this.handlerThrew(conn, error);
-    }
-  }
-
-  /**
-   * Which queue the next send of `conn` comes from: urgent bytes once the ordinary queue is
-   * between two of its units, else the ordinary queue; null while a send is in flight.
-   */
-  private nextSendSource(conn: number): SendQueues | null {
-    if (this.queues.isSending(conn) || this.urgent.isSending(conn)) return null;
-    if (this.urgent.queuedBytes(conn) > 0 && this.queues.atUnitBoundary(conn)) return this.urgent;
-    return this.queues;
+    this.calls.drained(table.handlers[conn]!, conn);
   }
 
   /** For each connection that wrote or resumed: deliver held data, submit its next send. */
   private flushConnections(): void {
+    const table = this.table;
     while (this.dirtyCount > 0) {
       const conn = this.dirty[--this.dirtyCount];
-      this.flags[conn] &= ~DIRTY;
-      const state = this.states[conn];
+      table.flags[conn] &= ~DIRTY;
+      const state = table.states[conn];
       if (state === FREE || state === TEARDOWN) continue;
       if (this.held.has(conn)) this.deliverHeld(conn);
       this.rearmRecv(conn);
       if (state === CONNECTING) continue;
-      const source = this.nextSendSource(conn);
+      const source = this.sends.nextSource(conn);
       if (source === null) continue;
-      const kind = source.prepare(conn, this.urgent.queuedBytes(conn) > 0);
+      const kind = source.prepare(conn, this.sends.wantsUnitEnd(conn));
       if (kind === 0) continue;
       const sqe = this.takeSqe();
       const zeroCopy = source.sendLength >= this.zeroCopyThreshold;
-      const high = ud.userHigh(zeroCopy ? ud.OP_SEND_ZC : ud.OP_SEND, this.generations[conn]);
+      const high = ud.userHigh(zeroCopy ? ud.OP_SEND_ZC : ud.OP_SEND, table.generations[conn]);
       const msgFlags = abi.MSG_NOSIGNAL | abi.MSG_WAITALL;
-      const fd = this.fds[conn];
+      const fd = table.fds[conn];
       const address = source.sendAddress;
       if (kind === 1) {
         this.sqe.prepSend(sqe, fd, address, source.sendLength, msgFlags, conn, high);
@@ -883,7 +713,7 @@ export class UringTransport implements Transport {
       if (zeroCopy) {
         this.sqe.setOpcode(sqe, kind === 1 ? abi.IORING_OP_SEND_ZC : abi.IORING_OP_SENDMSG_ZC);
       }
-      this.pendingOps[conn]++;
+      table.pendingOps[conn]++;
     }
   }
 
@@ -897,9 +727,10 @@ export class UringTransport implements Transport {
       regionKind: recvRegionKind, node: this.recvRegion.node,
       bytes: this.buffers.count * this.buffers.bufferSize,
     };
+    const pool = this.sends.pool;
     return {
       backend: this.backend,
-      connections: this.connections,
+      connections: this.table.live,
       accepted: this.accepted,
       connected: this.connected,
       closed: this.closedCount,
@@ -910,8 +741,8 @@ export class UringTransport implements Transport {
       recvBufferStalls: this.recvBufferStalls,
       cqOverflows: this.cqOverflows,
       recvBuffers: recvStats,
-      loansOut: this.queues.loansOut,
-      sendBuffers: this.sendPool.destroyed ? { ...recvStats, inUse: 0 } : this.sendPool.stats(),
+      loansOut: this.sends.loansOut,
+      sendBuffers: pool.destroyed ? { ...recvStats, inUse: 0 } : pool.stats(),
       regionKind: recvRegionKind,
       node: this.recvRegion.node,
     };
@@ -928,10 +759,11 @@ export class UringTransport implements Transport {
   }
 
   private async disposeNow(): Promise<void> {
-    for (let id = 0; id < this.listenerFds.length; id++) this.closeListener(id);
-    for (let conn = 0; conn < this.slotCapacity; conn++) {
-      if (this.states[conn] === FREE) continue;
-      this.closeReasons[conn] = -ECANCELED;
+    const table = this.table;
+    for (let id = 0; id < this.listeners.count; id++) this.closeListener(id);
+    for (let conn = 0; conn < table.capacity; conn++) {
+      if (table.states[conn] === FREE) continue;
+      table.closeReasons[conn] = -ECANCELED;
       this.close(conn, CloseMode.Abort);
     }
     // Called from a handler, we are inside a turn that is still walking the CQ: neither
@@ -940,36 +772,37 @@ export class UringTransport implements Transport {
     if (this.scheduler.turning) await new Promise((resolve) => setImmediate(resolve));
     // Drive the ring until every connection reported (bounded: a stuck op must not hang us).
     const deadline = performance.now() + 2000;
-    while (this.connections > 0 && performance.now() < deadline) {
+    while (table.live > 0 && performance.now() < deadline) {
       if (this.scheduler.runTurn() === 0) await new Promise((resolve) => setTimeout(resolve, 1));
     }
     this.disposed = true;
-    clearInterval(this.trimTimer);
     this.scheduler.stop();
     this.park.close();
     this.buffers.close();
     this.ring.close(); // closing the ring cancels anything left and closes listener sockets
-    for (const fd of this.listenerFds) if (fd >= 0) libc().close(fd);
-    this.sendPool.destroy();
-    this.recvRegion.free();
-    this.metaRegion.free();
+    for (const fd of this.listeners.openFds()) libc().close(fd);
+    this.freeMemory();
   }
 
   closeNow(): void {
     if (this.disposed) return;
     this.disposed = true;
-    clearInterval(this.trimTimer);
     this.scheduler.stop();
-    for (let conn = 0; conn < this.slotCapacity; conn++) {
-      if (this.states[conn] !== FREE && this.fds[conn] >= 0) libc().close(this.fds[conn]);
+    const table = this.table;
+    for (let conn = 0; conn < table.capacity; conn++) {
+      if (table.states[conn] !== FREE && table.fds[conn] >= 0) libc().close(table.fds[conn]);
     }
-    for (const fd of this.listenerFds) if (fd >= 0) libc().close(fd);
+    for (const fd of this.listeners.openFds()) libc().close(fd);
     this.park.close();
     this.buffers.close();
     this.ring.close(); // cancels every pending request: the sockets really close now
-    this.sendPool.destroy();
+    this.freeMemory();
+  }
+
+  private freeMemory(): void {
+    this.sends.destroy();
     this.recvRegion.free();
-    this.metaRegion.free();
+    this.sockaddrs.free();
   }
 
   private assertLive(): void {
