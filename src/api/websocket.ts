@@ -3,7 +3,9 @@
  * written for Bun ports with few changes; where we differ (binary messages from 129 bytes
  * arrive as views into pool memory, zero copy) the docs say so.
  */
-import type { BackendName, TransportOptions, TransportStats } from "./transport.ts";
+import type {
+  BackendChoice, BackendName, Transport, TransportOptions, TransportStats,
+} from "./transport.ts";
 
 /** Time for timeouts: real by default, advanced by hand in deterministic tests. */
 export interface Clock {
@@ -80,8 +82,13 @@ export interface ServeOptions<T = undefined> {
   port: number;
   /** IPv4 address to bind; default "0.0.0.0". */
   hostname?: string;
-  /** Transport backend; "auto" picks io_uring on Linux. "fake" runs in memory (tests). */
-  backend?: "auto" | "io_uring" | "fake";
+  /**
+   * Transport backend: "auto" (default) picks the fastest this machine allows (io_uring on
+   * Linux), or a name; or a Transport you made, such as `new FakeTransport(network)` from
+   * `hioload-ws/testing` to run the whole server in memory. An injected transport is the
+   * server's from then on: `stop()` disposes it. Not with `threads`.
+   */
+  backend?: BackendChoice | Transport;
   /** Largest message (after reassembly) accepted; larger → close 1009. Default 16 MiB. */
   maxPayloadLength?: number;
   /** Seconds without traffic before a connection is closed; 0 = never. Default 120. */
@@ -128,8 +135,6 @@ export interface ServeOptions<T = undefined> {
   transport?: TransportOptions & Record<string, unknown>;
   /** Testing aid: the clock that drives timeouts (default: performance.now + setInterval). */
   clock?: Clock;
-  /** Testing aid (backend "fake"): the in-memory network to listen on. */
-  network?: unknown;
 }
 
 export interface ServerStats {

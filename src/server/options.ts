@@ -3,12 +3,14 @@
  * plain, checked numbers (milliseconds, bytes).
  */
 import { ErrorCode, UsageError } from "../api/errors.ts";
+import type { BackendChoice, Transport } from "../api/transport.ts";
 import type { ServeOptions, WebSocketHandler } from "../api/websocket.ts";
 
 export interface ResolvedOptions<T> {
   port: number;
   hostname: string;
-  backend: "auto" | "io_uring" | "fake";
+  /** A backend to create by name, or a transport the caller made (the fake, in tests). */
+  backend: BackendChoice | Transport;
   maxPayloadLength: number;
   idleTimeoutMs: number;
   sendPings: boolean;
@@ -37,6 +39,23 @@ function count(name: string, value: number | undefined, fallback: number, min = 
   return chosen;
 }
 
+const BACKEND_CHOICES: readonly string[] = ["auto", "io_uring", "epoll", "bun", "iocp"];
+
+/** A backend name this build knows, or a Transport object; anything else is refused. */
+function resolveBackend(backend: ServeOptions<unknown>["backend"]): BackendChoice | Transport {
+  if (backend === undefined) return "auto";
+  if (typeof backend === "object" && backend !== null && typeof backend.listen === "function") {
+    return backend;
+  }
+  if (backend === ("fake" as string)) {
+    throw new UsageError(ErrorCode.BAD_OPTION, 'backend "fake" is passed as a transport: ' +
+      'serve({ backend: new FakeTransport(network) }) with FakeTransport from "hioload-ws/testing"');
+  }
+  if (typeof backend === "string" && BACKEND_CHOICES.includes(backend)) return backend as BackendChoice;
+  throw new UsageError(ErrorCode.BAD_OPTION,
+    `unknown backend "${String(backend)}" (one of ${BACKEND_CHOICES.join(", ")}, or a Transport)`);
+}
+
 export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> {
   if (options === null || typeof options !== "object") {
     throw new UsageError(ErrorCode.BAD_OPTION, "serve() needs an options object");
@@ -44,10 +63,7 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
   if (typeof options.websocket?.message !== "function") {
     throw new UsageError(ErrorCode.BAD_OPTION, "websocket.message(ws, message) is required");
   }
-  const backend = options.backend ?? "auto";
-  if (backend !== "auto" && backend !== "io_uring" && backend !== "fake") {
-    throw new UsageError(ErrorCode.BAD_OPTION, `unknown backend "${String(backend)}"`);
-  }
+  const backend = resolveBackend(options.backend);
   const idleTimeoutMs = count("idleTimeout", options.idleTimeout, 120, 0, 86_400) * 1000;
   const closeTimeoutMs = count("closeTimeout", options.closeTimeout, 5, 0.01, 3600) * 1000;
   const shortest = Math.min(idleTimeoutMs || Infinity, closeTimeoutMs);

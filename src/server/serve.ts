@@ -2,10 +2,9 @@
  * serve(): options → transport (io_uring, or the in-memory fake) → ServerCore → listening.
  * Shaped like `Bun.serve({ websocket })`.
  */
+import { ErrorCode, UsageError } from "../api/errors.ts";
 import type { Transport } from "../api/transport.ts";
 import type { Server, ServeOptions } from "../api/websocket.ts";
-import { FakeNetwork } from "../fake/fake-network.ts";
-import { FakeTransport } from "../fake/fake-transport.ts";
 import { createTransport } from "../reactor/select.ts";
 import { realClock } from "./clock.ts";
 import { resolveOptions, type ResolvedOptions } from "./options.ts";
@@ -14,12 +13,9 @@ import {
 } from "./cluster.ts";
 import { ServerCore } from "./server-core.ts";
 
-function createBackend<T>(options: ResolvedOptions<T>, network: unknown): Transport {
+function createBackend<T>(options: ResolvedOptions<T>): Transport {
+  if (typeof options.backend === "object") return options.backend; // injected (the fake, tests)
   const transportOptions = { maxConnections: options.maxConnections, ...options.transport };
-  if (options.backend === "fake") {
-    const fakeNetwork = network instanceof FakeNetwork ? network : new FakeNetwork();
-    return new FakeTransport(fakeNetwork, transportOptions);
-  }
   return createTransport(options.backend, transportOptions);
 }
 
@@ -49,6 +45,10 @@ export function serve<T = undefined>(options: ServeOptions<T>): Server {
   const threads = threadCount(options.threads);
   if (threads > 0) {
     const resolved = resolveOptions(options);
+    if (typeof resolved.backend === "object") {
+      throw new UsageError(ErrorCode.BAD_OPTION, "threads need a backend by name (each worker " +
+        "makes its own transport), not a Transport object");
+    }
     return superviseWorkers(threads, {
       hostname: resolved.hostname, port: resolved.port, closeTimeoutMs: resolved.closeTimeoutMs,
     });
@@ -59,7 +59,7 @@ export function serve<T = undefined>(options: ServeOptions<T>): Server {
 /** One reactor on this thread. */
 function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerCore<T> } {
   const resolved = resolveOptions(options);
-  const transport = createBackend(resolved, options.network);
+  const transport = createBackend(resolved);
   const core = new ServerCore<T>(transport, resolved, options.clock ?? realClock);
   try {
     core.listener = transport.listen(

@@ -36,7 +36,7 @@ describe(`handshake objects reused across connections (seed ${seed})`, () => {
     const network = new FakeNetwork({ seed, maxChunk: 40 });
     const sockets: ServerWebSocket<{ id: number }>[] = [];
     const server = serve<{ id: number }>({
-      port: 0, backend: "fake", network, clock: new FakeClock(),
+      port: 0, backend: new FakeTransport(network), clock: new FakeClock(),
       upgrade(request) {
         const url = new URL(request.url);
         const id = Number(url.searchParams.get("id"));
@@ -88,7 +88,7 @@ describe(`handshake objects reused across connections (seed ${seed})`, () => {
   test("without hooks: every client gets its own accept key, then its echo", async () => {
     const network = new FakeNetwork({ seed, maxChunk: 7 });
     const server = serve({
-      port: 0, backend: "fake", network, clock: new FakeClock(),
+      port: 0, backend: new FakeTransport(network), clock: new FakeClock(),
       websocket: { message: (ws, message) => void ws.send(encoder.encode(String(message))) },
     });
     running.push(server);

@@ -39,7 +39,7 @@ function start(options: Partial<ServeOptions<undefined>> = {},
   const network = new FakeNetwork({ seed, ...networkOptions });
   const clock = new FakeClock();
   const server = serve<undefined>({
-    port: 0, backend: "fake", network, clock, closeTimeout: CLOSE_TIMEOUT_S,
+    port: 0, backend: new FakeTransport(network), clock, closeTimeout: CLOSE_TIMEOUT_S,
     websocket: { message: (ws, message) => void ws.send(message) },
     ...options,
   } as ServeOptions<undefined>);

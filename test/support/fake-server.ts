@@ -35,8 +35,9 @@ export function startFakeServer<T = undefined>(options: Partial<ServeOptions<T>>
   const closes: { code: number; reason: string }[] = [];
   const sockets: ServerWebSocket<T>[] = [];
   const server = serve<T>({
-    port: 0, backend: "fake", network, clock,
+    port: 0, clock,
     ...options,
+    backend: new FakeTransport(network, { maxConnections: options.maxConnections, ...options.transport }),
     websocket: {
       open: (ws) => void sockets.push(ws),
       message: (ws, message) => void ws.send(message),
