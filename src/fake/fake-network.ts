@@ -21,8 +21,7 @@
 import { ECONNREFUSED, ECONNRESET } from "../api/errno.ts";
 import { ErrorCode, UsageError } from "../api/errors.ts";
 import { FakePortTable } from "./fake-ports.ts";
-import { FakeSocket, SocketState } from "./fake-socket.ts";
-import type { FakeTransport } from "./fake-transport.ts";
+import { FakeSocket, SocketState, type FakeEndpoint } from "./fake-socket.ts";
 import { Prng } from "./prng.ts";
 
 /** Written over a receive buffer after onData returns, so a kept view reads as 0xDD garbage. */
@@ -82,7 +81,7 @@ export class FakeNetwork {
   /** Sockets whose onClose has not run, in creation order (Set keeps insertion order). */
   private readonly live = new Set<FakeSocket>();
   private connecting: FakeSocket[] = [];
-  private readonly transports = new Set<FakeTransport>();
+  private readonly transports = new Set<FakeEndpoint>();
   private readonly runScheduledTurns: () => void;
 
   constructor(options: FakeNetworkOptions = {}) {
@@ -173,11 +172,11 @@ export class FakeNetwork {
 
   // ---- used by FakeTransport --------------------------------------------------------------
 
-  attach(transport: FakeTransport): void {
+  attach(transport: FakeEndpoint): void {
     this.transports.add(transport);
   }
 
-  detach(transport: FakeTransport): void {
+  detach(transport: FakeEndpoint): void {
     this.transports.delete(transport);
   }
 

@@ -3,22 +3,16 @@
  * `port: 0` and local ports for outgoing connections. Every address is loopback: the hostname a
  * listener binds is recorded but not used to route.
  */
-import type { TransportHandler } from "../api/transport.ts";
 import { EADDRINUSE } from "../api/errno.ts";
 import { SystemError } from "../api/errors.ts";
-import type { FakeTransport } from "./fake-transport.ts";
+import type { FakeListenerEntry } from "./fake-socket.ts";
+
+export type { FakeListenerEntry };
 
 /** Linux's default net.ipv4.ip_local_port_range. */
 const EPHEMERAL_PORT_FIRST = 32768;
 const EPHEMERAL_PORT_LAST = 60999;
 
-export interface FakeListenerEntry {
-  readonly transport: FakeTransport;
-  readonly listenerId: number;
-  readonly handler: TransportHandler;
-  readonly port: number;
-  readonly reusePort: boolean;
-}
 
 export class FakePortTable {
   private readonly byPort = new Map<number, FakeListenerEntry[]>();

@@ -6,7 +6,7 @@ import type { TransportHandler } from "../api/transport.ts";
 import { ENOBUFS } from "../api/errno.ts";
 import { ByteQueue } from "./byte-queue.ts";
 import type { FakeSendMemory } from "./fake-memory.ts";
-import type { FakeTransport } from "./fake-transport.ts";
+import type { FakeRecvBuffers } from "./fake-memory.ts";
 
 export const SocketState = {
   /** `connect` was called; the next turn accepts or refuses it. */
@@ -19,8 +19,42 @@ export const SocketState = {
 } as const;
 export type SocketState = (typeof SocketState)[keyof typeof SocketState];
 
+/** A listener on the fake network: who answers connects to `port`. */
+export interface FakeListenerEntry {
+  readonly transport: FakeEndpoint;
+  readonly listenerId: number;
+  readonly handler: TransportHandler;
+  readonly port: number;
+  readonly reusePort: boolean;
+}
+
+/**
+ * What the network's turn engine needs of a transport (FakeTransport is the one): the host
+ * interface that keeps the fake's files free of import circles.
+ */
+export interface FakeEndpoint {
+  /** What peers see as this end's address (without the port). */
+  readonly address: string;
+  readonly recvBuffers: FakeRecvBuffers;
+  /** Overwrite each receive buffer after onData returns (tests of kept views). */
+  readonly poisonAfterCallback: boolean;
+  /** A server-side socket for a connect to `entry`, or null when maxConnections is reached. */
+  acceptSocket(entry: FakeListenerEntry, remoteHost: string, remotePort: number): FakeSocket | null;
+  /** After onClose returned: the id is free again. */
+  releaseSocket(socket: FakeSocket): void;
+  /** A handler of `socket` threw: abort it, report after the turn (the one rule). */
+  handlerThrew(socket: FakeSocket, error: unknown): void;
+  noteConnected(): void;
+  noteBytesIn(count: number): void;
+  noteBytesOut(count: number): void;
+  noteRecvStall(): void;
+  noteActivity(): void;
+  /** End of every network turn: count parks, finish a dispose, report handler errors. */
+  afterTurn(quiet: boolean): void;
+}
+
 export class FakeSocket {
-  readonly transport: FakeTransport;
+  readonly transport: FakeEndpoint;
   readonly id: number;
   readonly handler: TransportHandler;
   /** Listener that accepted it, or -1 for an outgoing connection. */
@@ -46,7 +80,7 @@ export class FakeSocket {
   private sendChunks = 0;
 
   constructor(
-    transport: FakeTransport,
+    transport: FakeEndpoint,
     sendMemory: FakeSendMemory,
     id: number,
     handler: TransportHandler,

@@ -23,7 +23,7 @@ import {
 import { FakeRecvBuffers, FakeSendMemory } from "./fake-memory.ts";
 import type { FakeNetwork } from "./fake-network.ts";
 import type { FakeListenerEntry } from "./fake-ports.ts";
-import { FakeSocket, SocketState } from "./fake-socket.ts";
+import { FakeSocket, SocketState, type FakeEndpoint } from "./fake-socket.ts";
 
 export interface FakeTransportOptions extends TransportOptions {
   /**
@@ -43,7 +43,7 @@ interface ListenerRecord {
   open: boolean;
 }
 
-export class FakeTransport implements Transport {
+export class FakeTransport implements Transport, FakeEndpoint {
   readonly backend = "fake" as const;
   readonly network: FakeNetwork;
   readonly recvBuffers: FakeRecvBuffers;

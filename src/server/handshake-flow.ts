@@ -30,7 +30,7 @@ import {
 import type { HttpError } from "../protocol/http-errors.ts";
 import { toWebRequest } from "../protocol/web-request.ts";
 import { concatBytes } from "../protocol/bytes.ts";
-import type { ServerCore } from "./server-core.ts";
+import type { HandshakeHost, PooledHandshake } from "./hosts.ts";
 
 type HookResult<T> = UpgradeAcceptance<T> | Response | void;
 
@@ -49,7 +49,7 @@ const RESPONSE_SCRATCH = new Uint8Array(4096);
 const copyRange = (data: Uint8Array, start: number, end: number): Uint8Array =>
   Uint8Array.prototype.slice.call(data, start, end);
 
-export class HandshakeState<T> {
+export class HandshakeState<T> implements PooledHandshake {
   private conn = -1;
   /** From the core's pool while the request is being read; null once it is parsed. */
   private parser: HttpRequestParser | null = null;
@@ -63,7 +63,7 @@ export class HandshakeState<T> {
     ok: true, key: "", version: 13, protocols: [], extensions: "",
   };
 
-  constructor(private readonly core: ServerCore<T>) {}
+  constructor(private readonly core: HandshakeHost<T>) {}
 
   /**
    * Begins the handshake of `conn`. The core reuses a state only when it was accepted inside

@@ -15,6 +15,7 @@ import { grown, initialCapacity } from "../pool/grown-array.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
 import { MessageBufferPool } from "./message-buffers.ts";
 import type { ResolvedOptions } from "./options.ts";
+import type { HandshakeHost, SocketHost } from "./hosts.ts";
 import { WebSocketConnection } from "./ws-connection.ts";
 
 /** Room for a coalesced frame: header + 16 KiB payload, or a 64 KiB text encoded in place. */
@@ -31,7 +32,7 @@ const HANDSHAKE_POOL_SIZE = 64;
 /** Message buffers idle this long give their memory back (MessageBufferPool.trimIdle). */
 const TRIM_INTERVAL_MS = 1000;
 
-export class ServerCore<T> implements TransportHandler {
+export class ServerCore<T> implements TransportHandler, SocketHost<T>, HandshakeHost<T> {
   /** A Buffer, so text can be encoded in place with utf8Write (no subarray per send). */
   readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   readonly counters = {
@@ -209,10 +210,10 @@ export class ServerCore<T> implements TransportHandler {
   }
 
   /** A socket sent its close frame: wait up to closeTimeout for the peer's. */
-  closing(socket: WebSocketConnection<T>): void {
-    this.activity.remove(socket.conn);
-    this.deadlineStart[socket.conn] = this.now;
-    this.deadlines.pushTail(socket.conn);
+  closing(conn: number): void {
+    this.activity.remove(conn);
+    this.deadlineStart[conn] = this.now;
+    this.deadlines.pushTail(conn);
   }
 
   /** The handshake was answered with an HTTP response: it stays on the deadline list. */

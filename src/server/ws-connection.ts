@@ -20,7 +20,7 @@ import {
 } from "../protocol/frame-writer.ts";
 import { LENDABLE_BYTES } from "./message-buffers.ts";
 import { isMessageView, messageBytes } from "./message-view.ts";
-import type { ServerCore } from "./server-core.ts";
+import type { SocketHost } from "./hosts.ts";
 
 /** Where text is encoded in the scratch buffer: room for the longest header in front. */
 const TEXT_AT = 14;
@@ -93,7 +93,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   private closeRecord: CloseRecord = NOT_CLOSED;
 
   constructor(
-    private readonly core: ServerCore<T>,
+    private readonly core: SocketHost<T>,
     readonly conn: number,
     readonly parser: FrameParser,
     data: T,
@@ -311,7 +311,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     }
     this.sendClose(code, reason);
     this.closeRecord = { code, reason };
-    this.core.closing(this); // wait for the peer's close frame, up to closeTimeout
+    this.core.closing(this.conn); // wait for the peer's close frame, up to closeTimeout
   }
 
   terminate(): void {
@@ -353,7 +353,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     if (this.readyState === ReadyState.OPEN) {
       this.sendClose(code, reason);
       this.closeRecord = { code, reason };
-      this.core.closing(this); // a peer that never reads cannot hold the flush past closeTimeout
+      this.core.closing(this.conn); // a peer that never reads cannot hold the flush past closeTimeout
     }
     this.core.transport.close(this.conn, CloseMode.Graceful);
   }

@@ -1,0 +1,60 @@
+/**
+ * What a socket and a handshake may ask of the server core that owns them. ServerCore
+ * implements both; the socket and handshake files know only these, so src/server has no
+ * import circle and each child sees just what it may call.
+ */
+import type { Transport } from "../api/transport.ts";
+import type { ServerWebSocket, WebSocketHandler } from "../api/websocket.ts";
+import type { HttpRequestParser } from "../protocol/http-request-parser.ts";
+import type { MessageBufferPool } from "./message-buffers.ts";
+import type { ResolvedOptions } from "./options.ts";
+
+/** Counters a socket adds to (the rest of ServerStats is the core's). */
+export interface SocketCounters {
+  messagesIn: number;
+  messagesOut: number;
+  messagesLent: number;
+  dropped: number;
+  protocolErrors: number;
+}
+
+/** Both children: the transport, the options, and the shared send memory's one rule. */
+interface CoreServices<T> {
+  readonly transport: Transport;
+  readonly options: ResolvedOptions<T>;
+  /**
+   * Send memory ran out: close the socket holding the most. True when that was another
+   * socket than `requester` (so it may try again).
+   */
+  reclaimSendMemory(requester: ServerWebSocket<T> | undefined): boolean;
+}
+
+export interface SocketHost<T> extends CoreServices<T> {
+  /** A Buffer where frames are built before they are queued (the transport copies). */
+  readonly scratch: Buffer;
+  readonly counters: SocketCounters;
+  readonly handlers: WebSocketHandler<T>;
+  readonly messageBuffers: MessageBufferPool;
+  /** The socket of `conn` sent its close frame: wait up to closeTimeout for the peer's. */
+  closing(conn: number): void;
+  /** Run the message handler under the handler rule (a throw closes that socket, 1011). */
+  invokeMessage(socket: ServerWebSocket<T>, message: string | Buffer): void;
+  invoke<A extends unknown[]>(socket: ServerWebSocket<T>,
+    handler: (ws: ServerWebSocket<T>, ...args: A) => unknown, ...args: A): void;
+}
+
+/** A handshake state the core keeps for reuse. */
+export interface PooledHandshake {
+  start(conn: number): void;
+}
+
+export interface HandshakeHost<T> extends CoreServices<T> {
+  readonly isStopping: boolean;
+  takeRequestParser(): HttpRequestParser;
+  releaseRequestParser(parser: HttpRequestParser): void;
+  releaseHandshake(handshake: PooledHandshake): void;
+  /** The 101 is queued: `conn` becomes a WebSocket (frames that came behind: `leftover`). */
+  accept(conn: number, data: T | undefined, protocol: string, leftover: Uint8Array | undefined): void;
+  /** The handshake was answered with an HTTP response: close after it is flushed. */
+  handshakeDone(conn: number): void;
+}
