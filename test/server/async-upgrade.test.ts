@@ -4,17 +4,15 @@
  * deaf: 101 sent, nothing read ever again (not even FIN), and under connect/close load the
  * slots and descriptors leaked. Real loopback, io_uring.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, beforeAll, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import type { Server, ServerWebSocket } from "../../src/api/websocket.ts";
 import { serve } from "../../src/server/serve.ts";
-import { ioUringUnavailable } from "../support/platform.ts";
+import { describeEachBackend, type RealBackendName } from "../support/backends.ts";
 import { waitFor, withTimeout } from "../support/wait-for.ts";
 import { TestWsClient } from "../support/ws-client.ts";
 
-const skipReason = ioUringUnavailable();
-if (skipReason) console.log(`[skip] async upgrade on io_uring: ${skipReason}`);
-const suite = skipReason ? describe.skip : describe;
+let backend: RealBackendName = "io_uring";
 
 const servers: Server[] = [];
 const stops: (() => void)[] = [];
@@ -32,7 +30,7 @@ function startAsyncEcho() {
   let closes = 0;
   let ticker: ServerWebSocket | undefined;
   const server = serve({
-    port: 0, hostname: "127.0.0.1", backend: "io_uring",
+    port: 0, hostname: "127.0.0.1", backend,
     async upgrade() {}, // awaits nothing: settles a microtask later
     websocket: {
       open: (ws) => void (ticker ??= ws),
@@ -83,7 +81,11 @@ async function openTicker(port: number): Promise<WebSocket> {
   return ws;
 }
 
-suite("async upgrade (io_uring)", () => {
+describeEachBackend("async upgrade", (name) => {
+  beforeAll(() => {
+    backend = name;
+  });
+
   test("100 rounds: the first message, sent at once from a timer, is echoed", async () => {
     const { server } = startAsyncEcho();
     const ticks = await openTicker(server.port);

@@ -16,7 +16,7 @@ import { OPCODE_TEXT } from "../../src/protocol/constants.ts";
 import { writeFrame } from "../../src/protocol/frame-writer.ts";
 import { acceptKey } from "../../src/protocol/handshake.ts";
 import { serve } from "../../src/server/serve.ts";
-import { ioUringUnavailable } from "../support/platform.ts";
+import { describeEachBackend } from "../support/backends.ts";
 import { waitFor, withTimeout } from "../support/wait-for.ts";
 import { TestWsClient } from "../support/ws-client.ts";
 
@@ -106,17 +106,13 @@ describe(`handshake objects reused across connections (seed ${seed})`, () => {
   }, 20_000);
 });
 
-const skipReason = ioUringUnavailable();
-if (skipReason) console.log(`[skip] io_uring handshake test: ${skipReason}`);
-const uring = skipReason ? describe.skip : describe;
-
-uring("pipelined bytes and async hooks on io_uring", () => {
+describeEachBackend("pipelined bytes and async hooks", (backend) => {
   test("frames behind the request survive an async hook while buffers are reused", async () => {
     // Receive buffers are Buffers from a small ring: what a handshake keeps across the hook
     // must be a copy, or other traffic overwrites it (it did: the first frame came out as a
     // protocol error).
     const server = serve({
-      port: 0, hostname: "127.0.0.1", backend: "io_uring",
+      port: 0, hostname: "127.0.0.1", backend,
       transport: { recvBufferCount: 8, recvBufferSize: 4096 },
       upgrade: async (request) => {
         if (request.url.endsWith("/slow")) await Bun.sleep(80);

@@ -12,7 +12,7 @@ import { FakeClock } from "../../src/fake/fake-clock.ts";
 import { FakeNetwork, type FakeNetworkOptions } from "../../src/fake/fake-network.ts";
 import { FakeTransport } from "../../src/fake/fake-transport.ts";
 import { serve } from "../../src/server/serve.ts";
-import { ioUringUnavailable } from "../support/platform.ts";
+import { describeEachBackend } from "../support/backends.ts";
 import { waitFor, withTimeout } from "../support/wait-for.ts";
 import { TestWsClient } from "../support/ws-client.ts";
 
@@ -262,9 +262,6 @@ describe("handshake deadline (fake backend)", () => {
   });
 });
 
-const skipReason = ioUringUnavailable();
-if (skipReason) console.log(`[skip] io_uring http-hardening tests: ${skipReason}`);
-const uringSuite = skipReason ? describe.skip : describe;
 
 interface TcpOutcome {
   received: string;
@@ -305,10 +302,10 @@ function tcpExchange(port: number, payload: string, timeoutMs = 3000): Promise<T
   }), timeoutMs, `TCP exchange on :${port}`);
 }
 
-uringSuite("handshake deadline on io_uring over loopback", () => {
+describeEachBackend("handshake deadline over loopback", (backend) => {
   function startUring(options: Partial<ServeOptions<undefined>> = {}) {
     const server = serve<undefined>({
-      port: 0, hostname: "127.0.0.1", backend: "io_uring", closeTimeout: 0.2,
+      port: 0, hostname: "127.0.0.1", backend, closeTimeout: 0.2,
       transport: { recvBufferCount: 16, sendChunkCount: 64 },
       websocket: { message() {} },
       ...options,

@@ -8,27 +8,28 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { patternBytes } from "../support/bytes.ts";
 import { startFakeServer, stopFakeServers } from "../support/fake-server.ts";
-import { ioUringUnavailable } from "../support/platform.ts";
+import { realBackends } from "../support/backends.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-const skipReason = ioUringUnavailable();
-if (skipReason) console.log(`[skip] kept messages on io_uring: ${skipReason}`);
 afterEach(stopFakeServers);
 
 /** What a message handler sees of a binary message: its class and whether it is a Buffer. */
 const EXPECTED_TYPES = ["Buffer:true"];
 
 describe("keeping messages", () => {
-  test.skipIf(skipReason !== "")("io_uring: 1,000 messages kept with slice() are intact, also after stop()", () => {
-    const child = Bun.spawnSync([process.execPath, join(import.meta.dir, "../fixtures/kept-messages.ts"),
-      "io_uring"], { timeout: 25_000, stdout: "pipe", stderr: "pipe" });
-    const out = child.stdout.toString().trim();
-    if (child.exitCode !== 0) console.error(child.stderr.toString().slice(-1500));
-    expect({ code: child.exitCode, signal: child.signalCode ?? "" }).toEqual({ code: 0, signal: "" });
-    expect(JSON.parse(out.split("\n").pop() ?? "{}")).toEqual({
-      kept: 1000, corrupt: 0, pings: 100, pingsCorrupt: 0, types: EXPECTED_TYPES,
-    });
-  }, 30_000);
+  for (const { name, skipReason } of realBackends()) {
+    if (skipReason) console.log(`[skip] kept messages on ${name}: ${skipReason}`);
+    test.skipIf(skipReason !== "")(`${name}: 1,000 messages kept with slice() are intact, also after stop()`, () => {
+      const child = Bun.spawnSync([process.execPath, join(import.meta.dir, "../fixtures/kept-messages.ts"),
+        name], { timeout: 25_000, stdout: "pipe", stderr: "pipe" });
+      const out = child.stdout.toString().trim();
+      if (child.exitCode !== 0) console.error(child.stderr.toString().slice(-1500));
+      expect({ code: child.exitCode, signal: child.signalCode ?? "" }).toEqual({ code: 0, signal: "" });
+      expect(JSON.parse(out.split("\n").pop() ?? "{}")).toEqual({
+        kept: 1000, corrupt: 0, pings: 100, pingsCorrupt: 0, types: EXPECTED_TYPES,
+      });
+    }, 30_000);
+  }
 
   test("fake: the same types, kept copies intact after stop()", async () => {
     const kept: Uint8Array[] = [];

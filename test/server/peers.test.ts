@@ -2,13 +2,13 @@
  * Real peers beyond Bun and `ws`: Python's `websockets` library and headless Chromium.
  * Each is skipped by name, with the reason printed, where it is not installed.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server } from "../../src/api/websocket.ts";
 import { serve } from "../../src/server/serve.ts";
-import { ioUringUnavailable } from "../support/platform.ts";
+import { describeEachBackend, type RealBackendName } from "../support/backends.ts";
 import { waitFor, withTimeout } from "../support/wait-for.ts";
 
 const PYTHON = "/usr/bin/python3";
@@ -20,9 +20,9 @@ function pythonWebsocketsMissing(): string {
   return probe.exitCode === 0 ? "" : "python3-websockets not installed (apt-get install python3-websockets)";
 }
 
-const uringReason = ioUringUnavailable();
-const pythonReason = uringReason || pythonWebsocketsMissing();
-const chromiumReason = uringReason || (existsSync(CHROMIUM) ? "" : "chromium not installed");
+const pythonReason = pythonWebsocketsMissing();
+const chromiumReason = existsSync(CHROMIUM) ? "" : "chromium not installed";
+let backend: RealBackendName = "io_uring";
 if (pythonReason) console.log(`[skip] Python websockets client: ${pythonReason}`);
 if (chromiumReason) console.log(`[skip] headless Chromium: ${chromiumReason}`);
 
@@ -31,10 +31,14 @@ afterEach(async () => {
   for (const server of servers.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
 });
 
-describe("real peers", () => {
+describeEachBackend("real peers", (name) => {
+  beforeAll(() => {
+    backend = name;
+  });
+
   test.skipIf(pythonReason !== "")("Python websockets: echo of 0 B to 1 MiB, ping, close 1000", async () => {
     const closes: number[] = [];
-    const server = serve({ port: 0, hostname: "127.0.0.1", backend: "io_uring",
+    const server = serve({ port: 0, hostname: "127.0.0.1", backend,
       websocket: { message: (ws, m) => void ws.send(m), close: (_, code) => void closes.push(code) } });
     servers.push(server);
     const child = Bun.spawn([PYTHON, join(import.meta.dir, "../fixtures/python-echo-client.py"),
@@ -64,7 +68,7 @@ describe("real peers", () => {
     </script>`;
     let result: unknown;
     const server = serve({
-      port: 0, hostname: "127.0.0.1", backend: "io_uring",
+      port: 0, hostname: "127.0.0.1", backend,
       fetch: (request) => {
         const url = new URL(request.url);
         if (url.pathname === "/result") {

@@ -5,18 +5,15 @@
  * socket holding the most is closed (1013) and counted when memory runs out, and nobody
  * else loses a byte. Pongs count against their socket's own budget. io_uring, real loopback.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, beforeAll, expect, test } from "bun:test";
 import type { Server, ServeOptions } from "../../src/api/websocket.ts";
 import { OPCODE_PING } from "../../src/protocol/constants.ts";
-import type { UringTransport } from "../../src/reactor/uring-transport.ts";
 import { serve } from "../../src/server/serve.ts";
 import { dropHog, hogTransport, openHog, type Hog } from "../support/hog-clients.ts";
-import { ioUringUnavailable } from "../support/platform.ts";
+import { describeEachBackend, type RealBackendName } from "../support/backends.ts";
 import { waitFor, withTimeout } from "../support/wait-for.ts";
 
-const skipReason = ioUringUnavailable();
-if (skipReason) console.log(`[skip] send memory fairness on io_uring: ${skipReason}`);
-const suite = skipReason ? describe.skip : describe;
+let backend: RealBackendName = "io_uring";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -26,7 +23,7 @@ afterEach(async () => {
 function startEcho(options: Partial<ServeOptions<undefined>>) {
   const closes: number[] = [];
   const server = serve({
-    port: 0, hostname: "127.0.0.1", backend: "io_uring", ...options,
+    port: 0, hostname: "127.0.0.1", backend, ...options,
     websocket: {
       message: (ws, message) => void ws.send(message),
       close: (_, code) => void closes.push(code),
@@ -38,7 +35,7 @@ function startEcho(options: Partial<ServeOptions<undefined>>) {
 }
 
 function startHogs(port: number, count: number, options: Parameters<typeof openHog>[2]) {
-  const transport = hogTransport();
+  const transport = hogTransport(backend);
   const hogs: Hog[] = [];
   cleanups.push(async () => {
     for (const hog of hogs) dropHog(transport, hog);
@@ -69,7 +66,11 @@ async function politeClient(url: string, rounds: number) {
   return { ws, closed };
 }
 
-suite("send memory is shared fairly (io_uring)", () => {
+describeEachBackend("send memory is shared fairly", (name) => {
+  beforeAll(() => {
+    backend = name;
+  });
+
   test("hogs that fill the send pool are closed 1013; every polite echo and 1001 arrives", async () => {
     // 1 MiB of send memory; each hog may queue 768 KiB, so two of them exhaust it.
     const { server, closes } = startEcho({ backpressureLimit: 768 * 1024, closeTimeout: 1,

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import type { ServerWebSocket } from "../../src/api/websocket.ts";
 import { FakeTransport } from "../../src/fake/fake-transport.ts";
 import { startFakeServer, stopFakeServers } from "../support/fake-server.ts";
-import { ioUringUnavailable } from "../support/platform.ts";
+import { describeEachBackend } from "../support/backends.ts";
 import { waitFor, withTimeout } from "../support/wait-for.ts";
 import { TestWsClient } from "../support/ws-client.ts";
 import { serve } from "../../src/server/serve.ts";
@@ -130,28 +130,27 @@ describe("shared send memory (fake backend)", () => {
   });
 });
 
-const skipReason = ioUringUnavailable();
-if (skipReason) console.log(`[skip] remoteAddress on io_uring: ${skipReason}`);
-
-test.skipIf(skipReason !== "")("io_uring: remoteAddress inside close, after a close frame and after a reset", async () => {
-  const inClose: string[] = [];
-  const server = serve({
-    port: 0, hostname: "127.0.0.1", backend: "io_uring",
-    websocket: { message() {}, close: (ws) => void inClose.push(ws.remoteAddress) },
-  });
-  try {
-    for (const abrupt of [false, true]) {
-      const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
-      await withTimeout(new Promise((resolve, reject) => {
-        ws.onopen = resolve;
-        ws.onerror = reject;
-      }), 2000, "open");
-      if (abrupt) ws.terminate();
-      else ws.close();
-      await waitFor(() => inClose.length === (abrupt ? 2 : 1), 3000, "close handler");
+describeEachBackend("remoteAddress on a real backend", (backend) => {
+  test("remoteAddress inside close, after a close frame and after a reset", async () => {
+    const inClose: string[] = [];
+    const server = serve({
+      port: 0, hostname: "127.0.0.1", backend,
+      websocket: { message() {}, close: (ws) => void inClose.push(ws.remoteAddress) },
+    });
+    try {
+      for (const abrupt of [false, true]) {
+        const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
+        await withTimeout(new Promise((resolve, reject) => {
+          ws.onopen = resolve;
+          ws.onerror = reject;
+        }), 2000, "open");
+        if (abrupt) ws.terminate();
+        else ws.close();
+        await waitFor(() => inClose.length === (abrupt ? 2 : 1), 3000, "close handler");
+      }
+      expect(inClose).toEqual(["127.0.0.1", "127.0.0.1"]);
+    } finally {
+      await server.stop(false);
     }
-    expect(inClose).toEqual(["127.0.0.1", "127.0.0.1"]);
-  } finally {
-    await server.stop(false);
-  }
+  });
 });

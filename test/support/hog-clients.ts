@@ -1,12 +1,14 @@
 /**
  * Hostile WebSocket clients for tests on real loopback: they do the upgrade, then write
  * masked frames and never read, so the server's send queue for them only grows. Built on a
- * client-side UringTransport (paused: its kernel buffers fill, then the server's queue).
+ * client-side transport of a real backend (paused: its kernel buffers fill, then the
+ * server's queue).
  */
 import { CloseMode, type TransportHandler } from "../../src/api/transport.ts";
 import { OPCODE_BINARY } from "../../src/protocol/constants.ts";
 import { writeFrame } from "../../src/protocol/frame-writer.ts";
-import { UringTransport } from "../../src/reactor/uring-transport.ts";
+import type { Transport } from "../../src/api/transport.ts";
+import { createRealTransport, type RealBackendName } from "./backends.ts";
 import { waitFor } from "./wait-for.ts";
 import { TestWsClient } from "./ws-client.ts";
 
@@ -27,15 +29,15 @@ export interface Hog {
 }
 
 /** A transport for hogs; dispose it at the end of the test. */
-export function hogTransport(): UringTransport {
-  return new UringTransport({ maxConnections: 64, sendChunkCount: 4096 });
+export function hogTransport(backend: RealBackendName = "io_uring"): Transport {
+  return createRealTransport(backend, { maxConnections: 64, sendChunkCount: 4096 });
 }
 
 /**
  * Connect a hog, upgrade, then keep `totalBytes` of frames flowing out (in the background,
  * throttled by the client's own queue) without ever reading. Resolves once it is connected.
  */
-export async function openHog(transport: UringTransport, port: number, options: HogOptions): Promise<Hog> {
+export async function openHog(transport: Transport, port: number, options: HogOptions): Promise<Hog> {
   const payload = new Uint8Array(options.payloadBytes).fill(0x61);
   const frame = new Uint8Array(payload.length + 14);
   const frameBytes = writeFrame(frame, 0, options.opcode ?? OPCODE_BINARY, true, false, payload, 0,
@@ -68,6 +70,6 @@ export async function openHog(transport: UringTransport, port: number, options: 
 }
 
 /** Drop a hog (a reset), as a crashed client would. */
-export function dropHog(transport: UringTransport, hog: Hog): void {
+export function dropHog(transport: Transport, hog: Hog): void {
   if (hog.closed === null) transport.close(hog.conn, CloseMode.Abort);
 }

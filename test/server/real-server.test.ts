@@ -1,21 +1,19 @@
 /**
- * The server on io_uring over real loopback, with real clients: Bun's own WebSocket and the
+ * The server on each real backend (io_uring, epoll) over loopback, with real clients: Bun's own WebSocket and the
  * `ws` package. Payload sizes around the frame-length boundaries, 1,000 concurrent
  * clients, clients that vanish mid-frame, and a client that never reads.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, beforeAll, expect, test } from "bun:test";
 import WebSocketClient from "ws";
 import type { Server, ServeOptions } from "../../src/api/websocket.ts";
-import { UringTransport } from "../../src/reactor/uring-transport.ts";
+import { createRealTransport, describeEachBackend, type RealBackendName } from "../support/backends.ts";
 import { serve } from "../../src/server/serve.ts";
 import { patternBytes } from "../support/bytes.ts";
-import { ioUringUnavailable } from "../support/platform.ts";
 import { waitFor, withTimeout } from "../support/wait-for.ts";
 import { TestWsClient } from "../support/ws-client.ts";
 
-const skipReason = ioUringUnavailable();
-if (skipReason) console.log(`[skip] io_uring server tests: ${skipReason}`);
-const suite = skipReason ? describe.skip : describe;
+/** The backend of the suite running now (set by each describeEachBackend block). */
+let backend: RealBackendName = "io_uring";
 
 const SIZES = [0, 125, 126, 64 * 1024, 1024 * 1024];
 const servers: Server[] = [];
@@ -26,7 +24,7 @@ afterEach(async () => {
 function startEcho(options: Partial<ServeOptions<undefined>> = {}) {
   const closes: number[] = [];
   const server = serve({
-    port: 0, hostname: "127.0.0.1", backend: "io_uring",
+    port: 0, hostname: "127.0.0.1", backend,
     transport: { recvBufferCount: 256, sendChunkCount: 2048 },
     ...options,
     websocket: {
@@ -127,7 +125,11 @@ function startBroadcast(options: Partial<ServeOptions<undefined>> = {}) {
   return { ...started, peers };
 }
 
-suite("server on io_uring with real clients", () => {
+describeEachBackend("server with real clients", (name) => {
+  beforeAll(() => {
+    backend = name;
+  });
+
   test("Bun's WebSocket client: echo of 0 B, 125 B, 126 B, 64 KiB, 1 MiB", async () => {
     const { url, closes } = startEcho();
     await echoWithBun(url);
@@ -164,7 +166,7 @@ suite("server on io_uring with real clients", () => {
 
   test("clients that vanish mid-frame are cleaned up (1006), nothing leaks", async () => {
     const { server, closes } = startEcho();
-    const client = new UringTransport({ maxConnections: 64, recvBufferCount: 64,
+    const client = createRealTransport(backend, { maxConnections: 64, recvBufferCount: 64,
       sendChunkCount: 64 });
     try {
       const sockets = Array.from({ length: 20 }, () => TestWsClient.connect(client, server.port));
@@ -267,7 +269,7 @@ suite("server on io_uring with real clients", () => {
       backpressureLimit: limit,
       websocket: { open: (ws) => void (serverSocket = ws), message() {} },
     });
-    const client = new UringTransport({ maxConnections: 4, recvBufferCount: 16,
+    const client = createRealTransport(backend, { maxConnections: 4, recvBufferCount: 16,
       sendChunkCount: 16 });
     try {
       const ws = TestWsClient.connect(client, server.port);
@@ -295,7 +297,7 @@ suite("server on io_uring with real clients", () => {
 
   test("examples/echo.ts: prints its banner, echoes, exits 0 on SIGTERM", async () => {
     const child = Bun.spawn([process.execPath, `${import.meta.dir}/../../examples/echo.ts`, "0"],
-      { stdout: "pipe", stderr: "inherit" });
+      { stdout: "pipe", stderr: "inherit", env: { ...process.env, HIOLOAD_BACKEND: backend } });
     try {
       const reader = child.stdout.getReader();
       const { value } = await withTimeout(reader.read(), 5000, "banner");
