@@ -208,7 +208,11 @@ describeEachBackend("server with real clients", (name) => {
     }
   });
 
-  test("a broadcast larger than the whole send pool is delivered: loans, not copies", async () => {
+  // The portable backend copies what it is lent (Bun's socket owns its write buffer), so a
+  // broadcast there is bounded by send memory like any other send.
+  const copiesLoans = name === "bun";
+  if (copiesLoans) console.log("[skip] broadcast beyond the send pool on bun: it copies loans");
+  test.skipIf(copiesLoans)("a broadcast larger than the whole send pool is delivered: loans, not copies", async () => {
     // 32 chunks of 16 KiB: 512 KiB of send memory for 8 × 256 KiB = 2 MiB of broadcast.
     const { server, url, peers } = startBroadcast({ transport: { recvBufferCount: 64, sendChunkCount: 32 } });
     const { clients, received } = await openRecordingClients(url, 8);

@@ -1,14 +1,15 @@
 /**
- * The real (kernel) backends the server suites run on, each with why it cannot run here
+ * The real backends (io_uring, epoll, the portable Bun.listen one) the server suites run on, each with why it cannot run here
  * ("" when it can): a suite is written once and run on each, skipped by name with the reason.
  */
 import { describe } from "bun:test";
 import type { Transport } from "../../src/api/transport.ts";
+import { BunTransport } from "../../src/reactor/bun-transport.ts";
 import { EpollTransport } from "../../src/reactor/epoll-transport.ts";
 import { UringTransport, type UringTransportOptions } from "../../src/reactor/uring-transport.ts";
 import { ioUringUnavailable } from "./platform.ts";
 
-export type RealBackendName = "io_uring" | "epoll";
+export type RealBackendName = "io_uring" | "epoll" | "bun";
 
 export interface RealBackend {
   readonly name: RealBackendName;
@@ -20,6 +21,7 @@ export function realBackends(): RealBackend[] {
   return [
     { name: "io_uring", skipReason: ioUringUnavailable() },
     { name: "epoll", skipReason: linux },
+    { name: "bun", skipReason: "" },
   ];
 }
 
@@ -33,5 +35,6 @@ export function describeEachBackend(title: string, body: (backend: RealBackendNa
 
 /** A transport of backend `name` (clients of the server suites use the server's backend). */
 export function createRealTransport(name: RealBackendName, options: UringTransportOptions = {}): Transport {
+  if (name === "bun") return new BunTransport(options);
   return name === "epoll" ? new EpollTransport(options) : new UringTransport(options);
 }
