@@ -1,5 +1,5 @@
 /**
- * WebSocket echo, side by side: hioload-ws, Bun.serve, and the `ws` package on Bun and on
+ * WebSocket echo, side by side: hioload-ws (io_uring, epoll, bun backends), Bun.serve, and the `ws` package on Bun and on
  * Node. Every server runs for the whole benchmark, pinned to CPU 0 (the load generator to
  * CPU 1 when there are two); the repeats alternate between servers so a disturbance on the
  * machine hits them alike; the median of the repeats is shown, with ratios to Bun.serve.
@@ -47,6 +47,12 @@ const scenarios: Scenario[] = [
 interface ServerSpec { name: string; cmd: (port: number) => string[] }
 const serverSpecs: ServerSpec[] = ([
   { name: "hioload-ws", cmd: (port) => [process.execPath, join(root, "examples/echo.ts"), String(port)] },
+  // The same server on the other backends (what containers that forbid io_uring get, and
+  // the portable path): the backend is chosen through HIOLOAD_BACKEND.
+  { name: "hioload-ws (epoll)", cmd: (port) => ["/usr/bin/env", "HIOLOAD_BACKEND=epoll", process.execPath,
+    join(root, "examples/echo.ts"), String(port)] },
+  { name: "hioload-ws (bun)", cmd: (port) => ["/usr/bin/env", "HIOLOAD_BACKEND=bun", process.execPath,
+    join(root, "examples/echo.ts"), String(port)] },
   { name: "Bun.serve", cmd: (port) => [process.execPath, join(root, "bench/servers/bun-serve-echo.ts"), String(port)] },
   { name: "ws (Bun)", cmd: (port) => [process.execPath, join(root, "bench/servers/ws-echo.mjs"), String(port)] },
   ...(node ? [{ name: "ws (Node)", cmd: (port: number) => [node, join(root, "bench/servers/ws-echo.mjs"), String(port)] }] : []),
