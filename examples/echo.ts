@@ -16,8 +16,8 @@ const server = serve({
   port,
   threads,
   websocket: {
-    // `message` is a string for text, or a Uint8Array view into pool memory for binary:
-    // send() copies it, so echoing it straight back is safe.
+    // `message` is a string for text, or a Buffer for binary (from 129 bytes a view into
+    // pool memory, valid during this call): send() queues its bytes, so echoing is safe.
     message(ws, message) {
       ws.send(message);
     },

@@ -17,10 +17,10 @@ import {
   EAGAIN, ECANCELED, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPIPE,
 } from "../api/errno.ts";
 import { checkConnectAddress, checkListenAddress } from "../api/address.ts";
-import { assert, ErrorCode, UsageError } from "../api/errors.ts";
+import { ErrorCode, UsageError } from "../api/errors.ts";
 import { HandlerErrors } from "../api/handler-errors.ts";
 import {
-  checkSendRange, CloseMode, resolveTransportSizing, type Lender, type ListenOptions,
+  CloseMode, resolveTransportSizing, type Lender, type ListenOptions,
   type Transport, type TransportHandler, type TransportOptions, type TransportStats,
 } from "../api/transport.ts";
 import {
@@ -34,6 +34,7 @@ import {
 import { MemoryRegion } from "../pool/region.ts";
 import { ConnectionFifo } from "./connection-fifo.ts";
 import { ConnectionSends } from "./connection-sends.ts";
+import { SendFront } from "./send-front.ts";
 import { ConnectionTable, ConnState } from "./connection-table.ts";
 import { epollParker } from "./epoll-parker.ts";
 import { HandlerCalls } from "./handler-calls.ts";
@@ -90,6 +91,8 @@ export class EpollTransport implements Transport {
   private readonly recvAddress: number;
   private readonly recvSize: number;
   private readonly sends: ConnectionSends;
+  /** The send methods, shared with the other ConnectionSends backends. */
+  private readonly front: SendFront;
   private readonly table: ConnectionTable;
   private readonly listeners = new ListenerTable();
   private readonly calls: HandlerCalls;
@@ -141,6 +144,7 @@ export class EpollTransport implements Transport {
       cleanup.push(() => this.recvRegion.free());
       this.sends = new ConnectionSends(initialConnections, maxConnections, sendChunkSize,
         sendChunkCount, memory, options.node);
+      this.front = new SendFront(this.table, this.sends, (conn) => this.markDirty(conn));
     } catch (error) {
       for (const undo of cleanup.reverse()) undo();
       throw error;
@@ -254,53 +258,29 @@ export class EpollTransport implements Transport {
   }
 
   send(conn: number, data: Uint8Array, start: number, end: number): number {
-    checkSendRange(data, start, end);
-    if (!this.writable(conn)) return -EPIPE;
-    const queued = this.sends.append(conn, data, start, end);
-    if (queued > 0) this.markDirty(conn);
-    return queued;
+    return this.front.send(conn, data, start, end);
   }
 
   sendUrgent(conn: number, data: Uint8Array, start: number, end: number): number {
-    checkSendRange(data, start, end);
-    if (!this.writable(conn)) return -EPIPE;
-    const queued = this.sends.appendUrgent(conn, data, start, end);
-    if (queued > 0) this.markDirty(conn);
-    return queued;
+    return this.front.sendUrgent(conn, data, start, end);
   }
 
   sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
     second: Uint8Array, secondStart: number, secondEnd: number): number {
-    checkSendRange(first, firstStart, firstEnd);
-    checkSendRange(second, secondStart, secondEnd);
-    if (!this.writable(conn)) return -EPIPE;
-    const queued = this.sends.appendPair(conn, first, firstStart, firstEnd,
-      second, secondStart, secondEnd);
-    if (queued > 0) this.markDirty(conn);
-    return queued;
+    return this.front.sendPair(conn, first, firstStart, firstEnd, second, secondStart, secondEnd);
   }
 
   sendLoaned(conn: number, header: Uint8Array, headerStart: number, headerEnd: number,
     payload: Uint8Array, payloadStart: number, payloadEnd: number, payloadAddress: number,
     lender: Lender, token: number): number {
-    checkSendRange(header, headerStart, headerEnd);
-    checkSendRange(payload, payloadStart, payloadEnd);
-    if (!this.writable(conn)) return -EPIPE;
-    assert(payloadEnd > payloadStart, "a loan of at least one byte");
-    const queued = this.sends.appendLoan(conn, header, headerStart, headerEnd, payloadAddress,
-      payloadEnd - payloadStart, lender, token);
-    if (queued > 0) this.markDirty(conn);
-    return queued;
-  }
-
-  private writable(conn: number): boolean {
-    const state = this.table.states[conn];
-    return state === OPEN || state === CONNECTING;
+    return this.front.sendLoaned(conn, header, headerStart, headerEnd, payload, payloadStart,
+      payloadEnd, payloadAddress, lender, token);
   }
 
   bufferedAmount(conn: number): number {
-    return this.table.states[conn] === FREE ? 0 : this.sends.queued(conn);
+    return this.front.bufferedAmount(conn);
   }
+
 
   pause(conn: number): void {
     const table = this.table;

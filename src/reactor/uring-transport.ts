@@ -18,7 +18,7 @@ import { assert, ErrorCode, UsageError } from "../api/errors.ts";
 import { HandlerErrors } from "../api/handler-errors.ts";
 import type { RegionKind } from "../api/pool.ts";
 import {
-  checkSendRange, CloseMode, resolveTransportSizing, type Lender, type ListenOptions,
+  CloseMode, resolveTransportSizing, type Lender, type ListenOptions,
   type Transport, type TransportHandler, type TransportOptions, type TransportStats,
 } from "../api/transport.ts";
 import * as abi from "../ffi/io-uring-abi.ts";
@@ -27,6 +27,7 @@ import { grown } from "../pool/grown-array.ts";
 import { MemoryRegion } from "../pool/region.ts";
 import { ConnectionFifo } from "./connection-fifo.ts";
 import { ConnectionSends } from "./connection-sends.ts";
+import { SendFront } from "./send-front.ts";
 import { ConnectionTable, ConnState } from "./connection-table.ts";
 import { HandlerCalls } from "./handler-calls.ts";
 import { ListenerTable } from "./listener-table.ts";
@@ -88,6 +89,8 @@ export class UringTransport implements Transport {
   /** A sockaddr per connection for CONNECT (the kernel reads it after submission). */
   private readonly sockaddrs: MemoryRegion;
   private readonly sends: ConnectionSends;
+  /** The send methods, shared with the other ConnectionSends backends. */
+  private readonly front: SendFront;
   private readonly park: EventfdPark;
   private readonly table: ConnectionTable;
   private readonly listeners = new ListenerTable();
@@ -163,6 +166,7 @@ export class UringTransport implements Transport {
       this.sends = new ConnectionSends(initialSlots, maxConnections, sendChunkSize,
         sendChunkCount, memory, options.node);
       cleanup.push(() => this.sends.destroy());
+      this.front = new SendFront(this.table, this.sends, (conn) => this.markDirty(conn));
       this.sockaddrs = MemoryRegion.allocate(maxConnections * SOCKADDR_IN_SIZE,
         { hugepages: "off", node: options.node });
       cleanup.push(() => this.sockaddrs.free());
@@ -248,54 +252,29 @@ export class UringTransport implements Transport {
   }
 
   send(conn: number, data: Uint8Array, start: number, end: number): number {
-    checkSendRange(data, start, end);
-    if (!this.writable(conn)) return -EPIPE;
-    const queued = this.sends.append(conn, data, start, end);
-    if (queued > 0) this.markDirty(conn);
-    return queued;
+    return this.front.send(conn, data, start, end);
   }
 
   sendUrgent(conn: number, data: Uint8Array, start: number, end: number): number {
-    checkSendRange(data, start, end);
-    if (!this.writable(conn)) return -EPIPE;
-    const queued = this.sends.appendUrgent(conn, data, start, end);
-    if (queued > 0) this.markDirty(conn);
-    return queued;
+    return this.front.sendUrgent(conn, data, start, end);
   }
 
   sendPair(conn: number, first: Uint8Array, firstStart: number, firstEnd: number,
     second: Uint8Array, secondStart: number, secondEnd: number): number {
-    checkSendRange(first, firstStart, firstEnd);
-    checkSendRange(second, secondStart, secondEnd);
-    if (!this.writable(conn)) return -EPIPE;
-    const queued = this.sends.appendPair(conn, first, firstStart, firstEnd,
-      second, secondStart, secondEnd);
-    if (queued > 0) this.markDirty(conn);
-    return queued;
+    return this.front.sendPair(conn, first, firstStart, firstEnd, second, secondStart, secondEnd);
   }
 
   sendLoaned(conn: number, header: Uint8Array, headerStart: number, headerEnd: number,
     payload: Uint8Array, payloadStart: number, payloadEnd: number, payloadAddress: number,
     lender: Lender, token: number): number {
-    checkSendRange(header, headerStart, headerEnd);
-    checkSendRange(payload, payloadStart, payloadEnd);
-    if (!this.writable(conn)) return -EPIPE;
-    assert(payloadEnd > payloadStart, "a loan of at least one byte");
-    const queued = this.sends.appendLoan(conn, header, headerStart, headerEnd, payloadAddress,
-      payloadEnd - payloadStart, lender, token);
-    if (queued > 0) this.markDirty(conn);
-    return queued;
-  }
-
-  /** Open or still connecting: a send may be queued. */
-  private writable(conn: number): boolean {
-    const state = this.table.states[conn];
-    return state === OPEN || state === CONNECTING;
+    return this.front.sendLoaned(conn, header, headerStart, headerEnd, payload, payloadStart,
+      payloadEnd, payloadAddress, lender, token);
   }
 
   bufferedAmount(conn: number): number {
-    return this.table.states[conn] === FREE ? 0 : this.sends.queued(conn);
+    return this.front.bufferedAmount(conn);
   }
+
 
   pause(conn: number): void {
     const table = this.table;
