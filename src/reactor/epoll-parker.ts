@@ -1,7 +1,7 @@
 /**
  * Parking a quiet epoll loop inside Bun's event loop. Bun's poller cannot watch an epoll fd
  * (a read of it fails with ESPIPE), and epoll_wait must never block Bun's thread. So one
- * helper thread per thread that parks (started on first use, never keeping the process
+ * helper thread per thread that parks (started with its first transport, never keeping the process
  * alive) blocks in epoll_wait on an outer epoll set holding the parked transports' epoll fds,
  * each armed with EPOLLONESHOT, and signals an eventfd that this thread reads through Bun's
  * poller (as the io_uring backend parks). A wake calls every transport parked at that
@@ -25,18 +25,46 @@ class EpollParker {
   private parked = new Map<number, () => void>();
   private reading = false;
 
+  /** The helper thread could not start (out of descriptors as it loaded, say): poll instead. */
+  private helperFailed = false;
+
   constructor() {
     this.worker = new Worker(new URL("./epoll-parker-worker.ts", import.meta.url),
       { workerData: { outerFd: this.outerFd, wakeFd: this.wakeFd } });
     this.worker.unref();
+    this.worker.on("error", (error) => {
+      if (this.helperFailed) return;
+      this.helperFailed = true;
+      console.error("hioload-ws: the epoll parking thread failed to start; quiet loops poll " +
+        "every millisecond instead:", error);
+      const woken = this.parked;
+      this.parked = new Map();
+      for (const wake of woken.values()) wake();
+    });
+  }
+
+  /**
+   * Take `epfd` into the outer set, not armed yet. Done when the transport is made, so that
+   * parking later never needs a new descriptor or thread: a server out of descriptors
+   * (EMFILE) keeps parking and serving.
+   */
+  register(epfd: number): void {
+    if (this.registered.has(epfd)) return;
+    epollCtl(this.outerFd, EPOLL_CTL_ADD, epfd, EPOLLONESHOT, epfd);
+    this.registered.add(epfd);
+    // Reading the eventfd through Bun duplicates it: also now, not at a park.
+    this.reader ??= Bun.file(this.wakeFd).stream().getReader();
   }
 
   /** Call `wake` once `epfd` has events (at once if it has some already). */
   park(epfd: number, wake: () => void): void {
+    if (this.helperFailed) {
+      setTimeout(wake, 1);
+      return;
+    }
+    this.register(epfd);
     this.parked.set(epfd, wake);
-    const op = this.registered.has(epfd) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    this.registered.add(epfd);
-    epollCtl(this.outerFd, op, epfd, EPOLLIN | EPOLLONESHOT, epfd);
+    epollCtl(this.outerFd, EPOLL_CTL_MOD, epfd, EPOLLIN | EPOLLONESHOT, epfd);
     this.listen();
   }
 
@@ -74,7 +102,9 @@ class EpollParker {
 let parker: EpollParker | undefined;
 
 /** This thread's parker (its helper thread starts on first use). */
-export function epollParker(): { park(epfd: number, wake: () => void): void; forget(epfd: number): void } {
+export function epollParker(): {
+  register(epfd: number): void; park(epfd: number, wake: () => void): void; forget(epfd: number): void;
+} {
   parker ??= new EpollParker();
   return parker;
 }

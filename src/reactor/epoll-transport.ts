@@ -142,6 +142,9 @@ export class EpollTransport implements Transport {
       this.recvSize = recvBufferSize;
       this.recvRegion = MemoryRegion.allocate(this.recvSize, { hugepages: "off", node: options.node });
       cleanup.push(() => this.recvRegion.free());
+      // Now, not at the first park: parking must not need descriptors when they run out.
+      epollParker().register(this.epfd);
+      cleanup.push(() => epollParker().forget(this.epfd));
       this.sends = new ConnectionSends(initialConnections, maxConnections, sendChunkSize,
         sendChunkCount, memory, options.node);
       this.front = new SendFront(this.table, this.sends, (conn) => this.markDirty(conn));
