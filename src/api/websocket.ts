@@ -77,6 +77,17 @@ export interface UpgradeAcceptance<T> {
   protocol?: string;
 }
 
+/** `server.upgrade(request, options)`: as in Bun.serve. */
+export interface FetchUpgradeOptions<T> {
+  /** Becomes `ws.data`. */
+  data?: T;
+  /**
+   * Extra headers for the 101 response (e.g. Set-Cookie). A `Sec-WebSocket-Protocol` here
+   * chooses the subprotocol, as in Bun: it must be one the client offered.
+   */
+  headers?: Headers | Record<string, string> | [string, string][];
+}
+
 export interface ServeOptions<T = undefined> {
   /** Port to listen on; 0 picks a free one (read it back from `server.port`). */
   port: number;
@@ -120,8 +131,15 @@ export interface ServeOptions<T = undefined> {
    */
   upgrade?(request: Request): UpgradeAcceptance<T> | Response | void |
     Promise<UpgradeAcceptance<T> | Response | void>;
-  /** Plain HTTP requests on the same port; default answers 426 Upgrade Required. */
-  fetch?(request: Request): Response | Promise<Response>;
+  /**
+   * HTTP requests, as Bun.serve's `fetch`: return a Response, or call
+   * `server.upgrade(request, { data, headers })` (at once or after an `await`) to make a
+   * WebSocket upgrade request a WebSocket, and return nothing. Upgrade requests come here
+   * only when there is no `upgrade` hook; without either, they are accepted. Without
+   * `fetch`, plain requests get 426 Upgrade Required.
+   */
+  fetch?(request: Request, server: Server): Response | undefined | void |
+    Promise<Response | undefined | void>;
   websocket: WebSocketHandler<T>;
   /**
    * Testing aid: overwrite each binary message view after `message` returns, so code that
@@ -180,4 +198,12 @@ export interface Server {
   stop(graceful?: boolean): Promise<void>;
   /** With threads: the sum of the workers' latest reports (refreshed every 250 ms). */
   stats(): ServerStats;
+  /**
+   * Inside `fetch`: accept the WebSocket upgrade `request` asks for. True when the 101 is
+   * queued and the socket is open (its `open` handler has run, as in Bun); false when the
+   * request is not a valid upgrade request, was already upgraded, or `fetch` has settled.
+   */
+  upgrade<D = undefined>(request: Request, options?: FetchUpgradeOptions<D>): boolean;
+  /** The peer of a Request handed to `fetch` or `upgrade`; null for any other Request. */
+  requestIP(request: Request): { address: string; family: "IPv4"; port: number } | null;
 }

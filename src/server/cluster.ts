@@ -178,6 +178,9 @@ class Supervisor {
       threads: count,
       stop: (graceful = true) => this.stop(graceful),
       stats: () => sumStats(this.slots.map((slot) => slot.stats).filter((s) => s !== undefined)),
+      // Requests reach the workers' servers, never this one.
+      upgrade: () => false,
+      requestIP: () => null,
     };
   }
 

@@ -15,11 +15,12 @@
  * a scratch buffer (the transport copies on send), and no method that runs on every
  * handshake creates a closure.
  */
-import type { UpgradeAcceptance } from "../api/websocket.ts";
+import type { FetchUpgradeOptions, UpgradeAcceptance } from "../api/websocket.ts";
 import { ENOBUFS } from "../api/errno.ts";
 import { CloseMode } from "../api/transport.ts";
 import {
   acceptKey, isUpgradeRequest, selectProtocol, validateUpgrade, type UpgradeAccepted,
+  type UpgradeValidation,
 } from "../protocol/handshake.ts";
 import {
   ParserState, type HttpRequest, type HttpRequestParser,
@@ -30,6 +31,7 @@ import {
 import type { HttpError } from "../protocol/http-errors.ts";
 import { toWebRequest } from "../protocol/web-request.ts";
 import { concatBytes } from "../protocol/bytes.ts";
+import type { UpgradeTarget } from "./fetch-upgrades.ts";
 import type { HandshakeHost, PooledHandshake } from "./hosts.ts";
 
 type HookResult<T> = UpgradeAcceptance<T> | Response | void;
@@ -49,7 +51,7 @@ const RESPONSE_SCRATCH = new Uint8Array(4096);
 const copyRange = (data: Uint8Array, start: number, end: number): Uint8Array =>
   Uint8Array.prototype.slice.call(data, start, end);
 
-export class HandshakeState<T> implements PooledHandshake {
+export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
   private conn = -1;
   /** From the core's pool while the request is being read; null once it is parsed. */
   private parser: HttpRequestParser | null = null;
@@ -58,6 +60,11 @@ export class HandshakeState<T> implements PooledHandshake {
   private abandoned = false;
   /** The core took the connection as a WebSocket (this state is then done with). */
   private accepted = false;
+  /** An HTTP response was queued (then the connection closes after it). */
+  private answered = false;
+  /** A valid upgrade request handed to `fetch`: what server.upgrade() accepts. */
+  private fetchUpgrade: UpgradeAccepted | undefined = undefined;
+  private fetchLeftover: Uint8Array | undefined = undefined;
   /** validateUpgrade writes an accepted upgrade here (see start() for when it is reused). */
   private readonly upgrade: UpgradeAccepted = {
     ok: true, key: "", version: 13, protocols: [], extensions: "",
@@ -75,6 +82,9 @@ export class HandshakeState<T> implements PooledHandshake {
     this.held = undefined;
     this.abandoned = false;
     this.accepted = false;
+    this.answered = false;
+    this.fetchUpgrade = undefined;
+    this.fetchLeftover = undefined;
   }
 
   /**
@@ -152,11 +162,16 @@ export class HandshakeState<T> implements PooledHandshake {
         this.respond(buildErrorResponse(426, "this endpoint speaks WebSocket",
           { Upgrade: "websocket", "Sec-WebSocket-Version": "13" }));
       } else {
-        this.runFetch(request);
+        this.runFetch(request, undefined, undefined);
       }
       return;
     }
     const upgrade = validateUpgrade(request, this.upgrade);
+    if (options.upgrade === undefined && options.fetch !== undefined) {
+      // Bun.serve's way: fetch decides, with server.upgrade (false for an invalid request).
+      this.runFetch(request, upgrade, leftover);
+      return;
+    }
     if (!upgrade.ok) {
       this.respond(buildErrorResponse(upgrade.status, upgrade.reason, upgrade.headers));
       return;
@@ -170,13 +185,47 @@ export class HandshakeState<T> implements PooledHandshake {
 
   // The closures live in these two methods, not in handle(): a function that creates
   // closures allocates its scope on every call, whichever branch it takes.
-  private runFetch(request: HttpRequest): void {
+  private runFetch(request: HttpRequest, upgrade: UpgradeValidation | undefined,
+    leftover: Uint8Array | undefined): void {
     const webRequest = this.webRequestOrRefuse(request);
     if (webRequest === null) return;
-    const options = this.core.options;
+    const core = this.core;
     const method = request.method; // the parser reuses `request` once handle() returns
-    this.runHook(() => options.fetch!(webRequest),
-      (result) => this.respondWith(result as Response, method));
+    if (upgrade?.ok === true) {
+      this.fetchUpgrade = upgrade;
+      this.fetchLeftover = leftover;
+      core.fetchUpgrades.offer(webRequest, this);
+    }
+    this.runHook(() => core.options.fetch!(webRequest, core.server!), (result) => {
+      core.fetchUpgrades.withdraw(webRequest);
+      this.fetchUpgrade = undefined;
+      if (!this.accepted) this.fetchAnswered(result, method, upgrade);
+    });
+  }
+
+  /** server.upgrade(request) for the request this state handed to `fetch`. */
+  upgradeFromFetch(options: FetchUpgradeOptions<unknown> | undefined): boolean {
+    const upgrade = this.fetchUpgrade;
+    if (upgrade === undefined || this.accepted || this.answered || this.abandoned) return false;
+    this.fetchUpgrade = undefined;
+    const hookPending = this.held !== undefined;
+    this.complete(upgrade, options as UpgradeAcceptance<T> | undefined, this.fetchLeftover);
+    if (!this.accepted) return false;
+    // After an await in fetch: the socket reads from now on, not when fetch settles.
+    if (hookPending) this.core.transport.resume(this.conn);
+    return true;
+  }
+
+  /** `fetch` settled without upgrading: its Response, or why there is none. */
+  private fetchAnswered(result: unknown, method: string, upgrade: UpgradeValidation | undefined): void {
+    if (result instanceof Response) {
+      this.respondWith(result, method);
+    } else if (upgrade !== undefined && !upgrade.ok) {
+      // An upgrade request we could not accept, and fetch said nothing: say why.
+      this.respond(buildErrorResponse(upgrade.status, upgrade.reason, upgrade.headers));
+    } else {
+      this.hookFailed(new TypeError("fetch returned no Response and did not upgrade the request"));
+    }
   }
 
   private runUpgrade(request: HttpRequest, upgrade: UpgradeAccepted,
@@ -206,7 +255,9 @@ export class HandshakeState<T> implements PooledHandshake {
     result.then(
       (value) => {
         if (this.abandoned) return;
-        this.core.transport.resume(this.conn);
+        // Upgraded meanwhile (server.upgrade after an await): the socket was resumed then,
+        // and this connection id is the WebSocket's now.
+        if (!this.accepted) this.core.transport.resume(this.conn);
         then(value);
       },
       (error) => {
@@ -272,9 +323,10 @@ export class HandshakeState<T> implements PooledHandshake {
    */
   private webRequestOrRefuse(request: HttpRequest): Request | null {
     let result: Request | HttpError;
+    const remoteAddress = this.core.transport.remoteAddress(this.conn);
     try {
       result = toWebRequest(request, {
-        remoteAddress: this.core.transport.remoteAddress(this.conn),
+        remoteAddress,
         secure: false,
         hostFallback: this.core.options.hostname,
       });
@@ -282,14 +334,18 @@ export class HandshakeState<T> implements PooledHandshake {
       this.hookFailed(error);
       return null;
     }
-    if (result instanceof Request) return result;
+    if (result instanceof Request) {
+      this.core.fetchUpgrades.remember(result, remoteAddress);
+      return result;
+    }
     this.respond(buildErrorResponse(result.status, result.reason));
     return null;
   }
 
   private hookFailed(error: unknown): void {
     console.error("hioload-ws: the upgrade/fetch hook failed:", error);
-    this.respond(buildErrorResponse(500, "internal server error"));
+    // After server.upgrade the connection is a WebSocket: nothing HTTP is sent on it.
+    if (!this.accepted) this.respond(buildErrorResponse(500, "internal server error"));
   }
 
   /** `requestMethod`: a HEAD is answered without the body (its Content-Length is kept). */
@@ -306,6 +362,8 @@ export class HandshakeState<T> implements PooledHandshake {
 
   /** Answer with an HTTP response and close after it is flushed. */
   private respond(bytes: Uint8Array): void {
+    if (this.answered) return;
+    this.answered = true;
     this.held = undefined;
     this.core.transport.send(this.conn, bytes, 0, bytes.length);
     this.core.handshakeDone(this.conn);

@@ -4,7 +4,8 @@
  * import circle and each child sees just what it may call.
  */
 import type { Transport } from "../api/transport.ts";
-import type { ServerWebSocket, WebSocketHandler } from "../api/websocket.ts";
+import type { Server, ServerWebSocket, WebSocketHandler } from "../api/websocket.ts";
+import type { FetchUpgrades } from "./fetch-upgrades.ts";
 import type { HttpRequestParser } from "../protocol/http-request-parser.ts";
 import type { MessageBufferPool } from "./message-buffers.ts";
 import type { ResolvedOptions } from "./options.ts";
@@ -50,6 +51,10 @@ export interface PooledHandshake {
 
 export interface HandshakeHost<T> extends CoreServices<T> {
   readonly isStopping: boolean;
+  /** The Server handed to `fetch` (set once serve() made it). */
+  readonly server: Server | undefined;
+  /** Upgrade requests `fetch` may still accept with server.upgrade. */
+  readonly fetchUpgrades: FetchUpgrades;
   takeRequestParser(): HttpRequestParser;
   releaseRequestParser(parser: HttpRequestParser): void;
   releaseHandshake(handshake: PooledHandshake): void;

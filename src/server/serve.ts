@@ -68,6 +68,7 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     void core.stop(false);
     throw error;
   }
+  const upgrades = core.fetchUpgrades;
   const server: Server = {
     port: transport.listenerPort(core.listener),
     hostname: resolved.hostname,
@@ -75,6 +76,9 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     threads: 0,
     stop: (graceful = true) => core.stop(graceful),
     stats: () => core.stats(),
+    upgrade: (request, upgradeOptions) => upgrades.upgrade(request, upgradeOptions),
+    requestIP: (request) => upgrades.requestIP(request),
   };
+  core.server = server;
   return { server, core };
 }

@@ -4,12 +4,13 @@
  * (handshake, closing handshake, idle with pings), the counters and graceful shutdown.
  * Connection ids come from the transport; every table here is indexed by them.
  */
-import type { Clock, ServerStats, WebSocketHandler } from "../api/websocket.ts";
+import type { Clock, Server, ServerStats, WebSocketHandler } from "../api/websocket.ts";
 import { ReadyState } from "../api/websocket.ts";
 import { CloseMode, type Transport, type TransportHandler } from "../api/transport.ts";
 import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, Role } from "../protocol/constants.ts";
 import { FrameParser, type FrameParserOptions } from "../protocol/frame-parser.ts";
 import { HttpRequestParser } from "../protocol/http-request-parser.ts";
+import { FetchUpgrades } from "./fetch-upgrades.ts";
 import { HandshakeState } from "./handshake-flow.ts";
 import { grown, initialCapacity } from "../pool/grown-array.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
@@ -63,6 +64,9 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   private stopped: Promise<void> | undefined;
   private whenEmpty: (() => void) | undefined;
   listener = -1;
+  /** The Server serve() made around this core (handed to `fetch`). */
+  server: Server | undefined = undefined;
+  readonly fetchUpgrades = new FetchUpgrades();
 
   constructor(
     readonly transport: Transport,

@@ -69,7 +69,9 @@ describeEachBackend("real peers", (name) => {
     let result: unknown;
     const server = serve({
       port: 0, hostname: "127.0.0.1", backend,
-      fetch: (request) => {
+      // As a Bun.serve app is written: fetch serves the page and upgrades the WebSocket.
+      fetch: (request, server) => {
+        if (server.upgrade(request)) return;
         const url = new URL(request.url);
         if (url.pathname === "/result") {
           result = JSON.parse(decodeURIComponent(url.search.slice(1)));
