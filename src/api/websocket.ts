@@ -49,7 +49,19 @@ export interface ServerWebSocket<T = undefined> {
   readonly protocol: string;
 }
 
-export interface WebSocketHandler<T = undefined> {
+/**
+ * WebSocket options, as Bun.serve takes them under `websocket`; each may also be given at the
+ * top level of serve()'s options (the older spelling). Meanings and defaults: ServeOptions.
+ */
+export interface WebSocketOptions {
+  maxPayloadLength?: number;
+  idleTimeout?: number;
+  sendPings?: boolean;
+  backpressureLimit?: number;
+  closeOnBackpressureLimit?: boolean;
+}
+
+export interface WebSocketHandler<T = undefined> extends WebSocketOptions {
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**
    * A whole message: text as a string; binary as a `Buffer` (as in Bun.serve) that is

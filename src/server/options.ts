@@ -4,7 +4,7 @@
  */
 import { ErrorCode, UsageError } from "../api/errors.ts";
 import type { BackendChoice, Transport } from "../api/transport.ts";
-import type { ServeOptions, WebSocketHandler } from "../api/websocket.ts";
+import type { ServeOptions, WebSocketHandler, WebSocketOptions } from "../api/websocket.ts";
 
 export interface ResolvedOptions<T> {
   port: number;
@@ -56,6 +56,23 @@ function resolveBackend(backend: ServeOptions<unknown>["backend"]): BackendChoic
     `unknown backend "${String(backend)}" (one of ${BACKEND_CHOICES.join(", ")}, or a Transport)`);
 }
 
+type WebSocketOptionName = keyof WebSocketOptions;
+
+/**
+ * A WebSocket option from `websocket` (Bun's place) or the top level (ours before); both
+ * given and different is a mistake worth saying.
+ */
+function webSocketOption<K extends WebSocketOptionName>(options: ServeOptions<unknown>,
+  name: K): WebSocketOptions[K] {
+  const nested = options.websocket[name];
+  const top = options[name];
+  if (nested !== undefined && top !== undefined && nested !== top) {
+    throw new UsageError(ErrorCode.BAD_OPTION, `${name} is given twice, as websocket.${name} ` +
+      `(${String(nested)}) and at the top level (${String(top)}): keep one`);
+  }
+  return nested ?? top;
+}
+
 export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> {
   if (options === null || typeof options !== "object") {
     throw new UsageError(ErrorCode.BAD_OPTION, "serve() needs an options object");
@@ -64,7 +81,8 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
     throw new UsageError(ErrorCode.BAD_OPTION, "websocket.message(ws, message) is required");
   }
   const backend = resolveBackend(options.backend);
-  const idleTimeoutMs = count("idleTimeout", options.idleTimeout, 120, 0, 86_400) * 1000;
+  const ws = (name: WebSocketOptionName) => webSocketOption(options as ServeOptions<unknown>, name);
+  const idleTimeoutMs = count("idleTimeout", ws("idleTimeout") as number | undefined, 120, 0, 86_400) * 1000;
   const closeTimeoutMs = count("closeTimeout", options.closeTimeout, 5, 0.01, 3600) * 1000;
   const shortest = Math.min(idleTimeoutMs || Infinity, closeTimeoutMs);
   return {
@@ -72,11 +90,12 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
     hostname: options.hostname ?? "0.0.0.0",
     backend,
     // 1 GiB: the largest message buffer class (and far past any sane message).
-    maxPayloadLength: count("maxPayloadLength", options.maxPayloadLength, 16 * MiB, 1, 1024 * MiB),
+    maxPayloadLength: count("maxPayloadLength", ws("maxPayloadLength") as number | undefined, 16 * MiB, 1,
+      1024 * MiB),
     idleTimeoutMs,
-    sendPings: options.sendPings ?? true,
-    backpressureLimit: count("backpressureLimit", options.backpressureLimit, 16 * MiB, 1),
-    closeOnBackpressureLimit: options.closeOnBackpressureLimit ?? false,
+    sendPings: (ws("sendPings") as boolean | undefined) ?? true,
+    backpressureLimit: count("backpressureLimit", ws("backpressureLimit") as number | undefined, 16 * MiB, 1),
+    closeOnBackpressureLimit: (ws("closeOnBackpressureLimit") as boolean | undefined) ?? false,
     maxHeaderBytes: count("maxHeaderBytes", options.maxHeaderBytes, 16 * 1024, 256),
     closeTimeoutMs,
     maxConnections: count("maxConnections", options.maxConnections, 65_536, 1, 1 << 24),

@@ -30,3 +30,35 @@ describe("serve({ backend })", () => {
       .toThrow(expect.objectContaining({ code: "WS_ERR_BAD_OPTION" }));
   });
 });
+
+describe("WebSocket options under websocket, as in Bun.serve", () => {
+  test("websocket.maxPayloadLength and backpressureLimit apply (1009 past the limit)", async () => {
+    const { startFakeServer, stopFakeServers } = await import("../support/fake-server.ts");
+    const seen: number[] = [];
+    const { client, sockets } = startFakeServer({
+      websocket: {
+        maxPayloadLength: 100, backpressureLimit: 1000,
+        message: (ws, message) => void seen.push(ws.send(message)),
+      },
+    });
+    const ws = client();
+    await ws.opened101();
+    ws.sendText("x".repeat(100));
+    await ws.waitMessages(1);
+    ws.sendText("y".repeat(101));
+    await ws.waitClosed();
+    expect(ws.closeFrame()?.code).toBe(1009);
+    expect(seen).toEqual([100]);
+    expect(sockets.length).toBe(1);
+    await stopFakeServers();
+  });
+
+  test("the same option at both levels with different values is refused; equal is fine", () => {
+    expect(() => serve({ port: 0, backend: new FakeTransport(new FakeNetwork()), idleTimeout: 10,
+      websocket: { idleTimeout: 20, message() {} } }))
+      .toThrow(/idleTimeout is given twice, as websocket.idleTimeout \(20\) and at the top level \(10\)/);
+    const server = serve({ port: 0, backend: new FakeTransport(new FakeNetwork()), idleTimeout: 10,
+      websocket: { idleTimeout: 10, message() {} } });
+    return server.stop(false);
+  });
+});
