@@ -198,6 +198,10 @@ export interface ServerStats {
 export interface Server {
   readonly port: number;
   readonly hostname: string;
+  /** `http://hostname:port/`, as Bun.serve's `server.url`. */
+  readonly url: URL;
+  /** Open WebSocket connections (Bun.serve's name for it); with threads, the workers' sum. */
+  readonly pendingWebSockets: number;
   /** Resolves once every listener accepts (at once without threads); rejects if one failed. */
   readonly ready: Promise<void>;
   /** Worker threads serving (0 without the `threads` option). */

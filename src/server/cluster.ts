@@ -171,9 +171,14 @@ class Supervisor {
     });
     const ready = this.startAll();
     ready.catch(() => {}); // callers may never await it; failures also stop the workers
+    const slots = this.slots;
     this.server = {
       port: this.reservation.port,
       hostname: options.hostname,
+      url: new URL(`http://${options.hostname}:${this.reservation.port}/`),
+      get pendingWebSockets() {
+        return slots.reduce((sum, slot) => sum + (slot.stats?.connections ?? 0), 0);
+      },
       ready,
       threads: count,
       stop: (graceful = true) => this.stop(graceful),

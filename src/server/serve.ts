@@ -69,9 +69,14 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     throw error;
   }
   const upgrades = core.fetchUpgrades;
+  const port = transport.listenerPort(core.listener);
   const server: Server = {
-    port: transport.listenerPort(core.listener),
+    port,
     hostname: resolved.hostname,
+    url: new URL(`http://${resolved.hostname}:${port}/`),
+    get pendingWebSockets() {
+      return core.stats().connections;
+    },
     ready: Promise.resolve(),
     threads: 0,
     stop: (graceful = true) => core.stop(graceful),

@@ -137,4 +137,17 @@ describe("server.upgrade from fetch", () => {
     await waitFor(() => sockets.length === 1, 2000, "open");
     expect(fetchCalls).toBe(0);
   });
+
+  test("server.url and server.pendingWebSockets, as Bun.serve has them", async () => {
+    const { client, server, sockets } = start({ hostname: "127.0.0.1" });
+    expect(server.url.href).toBe(`http://127.0.0.1:${server.port}/`);
+    expect(server.pendingWebSockets).toBe(0);
+    const ws = client();
+    await ws.opened101();
+    await waitFor(() => sockets.length === 1, 2000, "open");
+    expect(server.pendingWebSockets).toBe(1);
+    ws.sendClose(1000);
+    await ws.waitClosed();
+    await waitFor(() => server.pendingWebSockets === 0, 2000, "the socket counted out");
+  });
 });
