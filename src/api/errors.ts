@@ -69,6 +69,8 @@ export const ErrorCode = {
   PING_PAYLOAD_TOO_LONG: "WS_ERR_PING_PAYLOAD_TOO_LONG",
   /** `ws.close(code)` with a code an endpoint may not send (the peer's is INVALID_CLOSE_CODE). */
   CLOSE_CODE_NOT_SENDABLE: "WS_ERR_CLOSE_CODE_NOT_SENDABLE",
+  /** A pub/sub topic that is not a string. */
+  BAD_TOPIC: "WS_ERR_BAD_TOPIC",
 
   // ---- what upgrade/fetch hooks answer (src/protocol)
   /** An upgrade hook chose a subprotocol the client did not offer. */

@@ -47,6 +47,20 @@ export interface ServerWebSocket<T = undefined> {
   readonly readyState: ReadyState;
   /** The negotiated subprotocol, or "" */
   readonly protocol: string;
+  /** Receive messages published to `topic` (a string). */
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  isSubscribed(topic: string): boolean;
+  /** The topics this socket is subscribed to. */
+  readonly subscriptions: string[];
+  /**
+   * Send to every subscriber of `topic` but this socket (unless `publishToSelf`), framed
+   * once. Returns the byte count when at least one subscriber queued it, -1 when one of them
+   * is backed up, 0 when none did; each subscriber's own drop reaches `dropped`.
+   */
+  publish(topic: string, data: string | ArrayBufferView | ArrayBuffer, compress?: boolean): number;
+  publishText(topic: string, data: string, compress?: boolean): number;
+  publishBinary(topic: string, data: ArrayBufferView | ArrayBuffer, compress?: boolean): number;
 }
 
 /**
@@ -62,6 +76,8 @@ export interface WebSocketOptions {
 }
 
 export interface WebSocketHandler<T = undefined> extends WebSocketOptions {
+  /** `ws.publish` reaches the publishing socket too, when it is subscribed. Default false. */
+  publishToSelf?: boolean;
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**
    * A whole message: text as a string; binary as a `Buffer` (as in Bun.serve) that is
@@ -78,6 +94,12 @@ export interface WebSocketHandler<T = undefined> extends WebSocketOptions {
   ping?(ws: ServerWebSocket<T>, data: Buffer): void | Promise<void>;
   /** The peer's pong: `data` is a copy (≤ 125 bytes), yours to keep. */
   pong?(ws: ServerWebSocket<T>, data: Buffer): void | Promise<void>;
+  /**
+   * A message for `ws` was dropped at its backpressure limit (a send that returned 0, or a
+   * publish to a topic it is subscribed to: `topic` is set): `message` is what it lost (a
+   * copy, yours to keep), so no subscriber's loss goes unseen.
+   */
+  dropped?(ws: ServerWebSocket<T>, message: string | Buffer, topic: string | undefined): void;
 }
 
 /** What an `upgrade` hook may return to accept a WebSocket (a `Response` refuses it). */
@@ -220,6 +242,10 @@ export interface Server {
    * request is not a valid upgrade request, was already upgraded, or `fetch` has settled.
    */
   upgrade<D = undefined>(request: Request, options?: FetchUpgradeOptions<D>): boolean;
+  /** Send to every subscriber of `topic` (framed once); ws.publish's return values. */
+  publish(topic: string, data: string | ArrayBufferView | ArrayBuffer, compress?: boolean): number;
+  /** Sockets subscribed to `topic`. */
+  subscriberCount(topic: string): number;
   /** The peer of a Request handed to `fetch` or `upgrade`; null for any other Request. */
   requestIP(request: Request): { address: string; family: "IPv4"; port: number } | null;
 }

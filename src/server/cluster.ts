@@ -186,6 +186,9 @@ class Supervisor {
       // Requests reach the workers' servers, never this one.
       upgrade: () => false,
       requestIP: () => null,
+      // Sockets and topics live in the workers: the main thread has none to count or reach.
+      publish: () => notInWorkers("server.publish"),
+      subscriberCount: () => notInWorkers("server.subscriberCount"),
     };
   }
 
@@ -381,3 +384,8 @@ const NO_TRANSPORT: TransportStats = {
   bytesOut: 0, turns: 0, parks: 0, recvBufferStalls: 0, cqOverflows: 0, loansOut: 0, recvBuffers: NO_POOL,
   sendBuffers: NO_POOL, regionKind: "plain", node: -1,
 };
+
+function notInWorkers(what: string): never {
+  throw new UsageError(ErrorCode.BAD_OPTION, `${what} with threads is for the workers (call it ` +
+    "from a handler there); across workers from the main thread it is not available yet");
+}

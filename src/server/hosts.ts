@@ -9,6 +9,7 @@ import type { FetchUpgrades } from "./fetch-upgrades.ts";
 import type { HttpRequestParser } from "../protocol/http-request-parser.ts";
 import type { MessageBufferPool } from "./message-buffers.ts";
 import type { ResolvedOptions } from "./options.ts";
+import type { PublishedFrame, Subscriber, Topics } from "./topics.ts";
 
 /** Counters a socket adds to (the rest of ServerStats is the core's). */
 export interface SocketCounters {
@@ -42,6 +43,17 @@ export interface SocketHost<T> extends CoreServices<T> {
   invokeMessage(socket: ServerWebSocket<T>, message: string | Buffer): void;
   invoke<A extends unknown[]>(socket: ServerWebSocket<T>,
     handler: (ws: ServerWebSocket<T>, ...args: A) => unknown, ...args: A): void;
+  /** This server's topics. */
+  readonly topics: Topics<Subscriber>;
+  /** Publish `data` to `topic`'s subscribers but `except`: Topics.publish's result. */
+  publish(topic: string, data: string | Uint8Array | ArrayBufferView | ArrayBuffer,
+    except: Subscriber | undefined): number;
+  /**
+   * A send or publish to `socket` was dropped at its backpressure limit: tell the `dropped`
+   * handler (when there is one) what it lost.
+   */
+  droppedMessage(socket: ServerWebSocket<T>, opcode: number, published: PublishedFrame | null,
+    payload: Uint8Array, start: number, end: number, topic: string | undefined): void;
 }
 
 /** A handshake state the core keeps for reuse. */

@@ -16,6 +16,8 @@ export interface ResolvedOptions<T> {
   sendPings: boolean;
   backpressureLimit: number;
   closeOnBackpressureLimit: boolean;
+  /** ws.publish also reaches the publishing socket (Bun's websocket.publishToSelf). */
+  publishToSelf: boolean;
   maxHeaderBytes: number;
   closeTimeoutMs: number;
   maxConnections: number;
@@ -96,6 +98,7 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
     sendPings: (ws("sendPings") as boolean | undefined) ?? true,
     backpressureLimit: count("backpressureLimit", ws("backpressureLimit") as number | undefined, 16 * MiB, 1),
     closeOnBackpressureLimit: (ws("closeOnBackpressureLimit") as boolean | undefined) ?? false,
+    publishToSelf: options.websocket.publishToSelf ?? false,
     maxHeaderBytes: count("maxHeaderBytes", options.maxHeaderBytes, 16 * 1024, 256),
     closeTimeoutMs,
     maxConnections: count("maxConnections", options.maxConnections, 65_536, 1, 1 << 24),

@@ -83,7 +83,14 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     stats: () => core.stats(),
     upgrade: (request, upgradeOptions) => upgrades.upgrade(request, upgradeOptions),
     requestIP: (request) => upgrades.requestIP(request),
+    publish: (topic, data) => core.publish(checkedTopic(topic), data, undefined),
+    subscriberCount: (topic) => core.topics.subscriberCount(topic),
   };
   core.server = server;
   return { server, core };
+}
+
+function checkedTopic(topic: string): string {
+  if (typeof topic !== "string") throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
+  return topic;
 }

@@ -7,11 +7,15 @@
 import type { Clock, Server, ServerStats, WebSocketHandler } from "../api/websocket.ts";
 import { ReadyState } from "../api/websocket.ts";
 import { CloseMode, type Transport, type TransportHandler } from "../api/transport.ts";
-import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, Role } from "../protocol/constants.ts";
+import {
+  CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, OPCODE_BINARY, OPCODE_TEXT, Role,
+} from "../protocol/constants.ts";
 import { FrameParser, type FrameParserOptions } from "../protocol/frame-parser.ts";
 import { HttpRequestParser } from "../protocol/http-request-parser.ts";
 import { FetchUpgrades } from "./fetch-upgrades.ts";
 import { HandshakeState } from "./handshake-flow.ts";
+import { encodeText, viewBytes } from "./outgoing-bytes.ts";
+import { Topics, type PublishedFrame, type Subscriber } from "./topics.ts";
 import { grown, initialCapacity } from "../pool/grown-array.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
 import { MessageBufferPool } from "./message-buffers.ts";
@@ -42,6 +46,10 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   };
   readonly handlers: WebSocketHandler<T>;
   readonly messageBuffers = new MessageBufferPool();
+  readonly topics = new Topics<Subscriber>(this.messageBuffers);
+  /** Where published text is encoded (not `scratch`: a handler during the walk may send). */
+  private readonly publishScratch = Buffer.allocUnsafeSlow(64 * 1024);
+  private publishDepth = 0;
   /** One options object for every connection's frame parser. */
   private readonly frameParserOptions: FrameParserOptions;
   private readonly requestParsers: HttpRequestParser[] = [];
@@ -160,6 +168,8 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
       socket.parser.destroy();
       const close = this.handlers.close;
       if (close) this.invoke(socket, close, socket.closeCode, socket.closeReason);
+      // After `close`, which may still read its subscriptions (to tell a room it left).
+      this.topics.dropSocket(socket);
     } else if (this.pending[conn] !== undefined) {
       this.pending[conn]!.abandon();
       this.pending[conn] = undefined;
@@ -252,6 +262,36 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   }
 
   // ------------------------------------------------------------ user handlers
+
+  // ------------------------------------------------------------ pub/sub
+
+  publish(topic: string, data: string | Uint8Array | ArrayBufferView | ArrayBuffer,
+    except: Subscriber | undefined): number {
+    if (typeof data !== "string") {
+      const bytes = viewBytes(data);
+      return this.topics.publish(topic, OPCODE_BINARY, bytes, 0, bytes.length, except);
+    }
+    // Text is encoded once into the publish scratch; a publish from a handler that the
+    // walk calls (`dropped`) must not overwrite it, so that one gets its own bytes.
+    const scratch = this.publishDepth === 0 ? this.publishScratch : Buffer.alloc(0);
+    const bytes = encodeText(data, scratch);
+    this.publishDepth++;
+    try {
+      return this.topics.publish(topic, OPCODE_TEXT, bytes.array, 0, bytes.length, except);
+    } finally {
+      this.publishDepth--;
+    }
+  }
+
+  droppedMessage(socket: WebSocketConnection<T>, opcode: number, published: PublishedFrame | null,
+    payload: Uint8Array, start: number, end: number, topic: string | undefined): void {
+    const dropped = this.handlers.dropped;
+    if (dropped === undefined) return;
+    const kind = published === null ? opcode : published.header[0] & 0x0f;
+    const bytes = Buffer.from(payload.buffer, payload.byteOffset + start, end - start);
+    const message = kind === OPCODE_TEXT ? bytes.toString("utf8") : Buffer.from(bytes); // a copy
+    this.invoke(socket, dropped, message, topic);
+  }
 
   invokeMessage(socket: WebSocketConnection<T>, message: string | Buffer): void {
     try {

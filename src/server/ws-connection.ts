@@ -21,6 +21,8 @@ import {
 import { LENDABLE_BYTES } from "./message-buffers.ts";
 import { isMessageView, messageBytes } from "./message-view.ts";
 import type { SocketHost } from "./hosts.ts";
+import type { PublishedFrame } from "./topics.ts";
+import { viewBytes } from "./outgoing-bytes.ts";
 
 /** Where text is encoded in the scratch buffer: room for the longest header in front. */
 const TEXT_AT = 14;
@@ -173,8 +175,41 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   }
 
   sendBinary(data: ArrayBufferView | ArrayBuffer): number {
-    const bytes = toBytes(data);
+    const bytes = viewBytes(data);
     return this.sendFrame(OPCODE_BINARY, bytes, 0, bytes.length);
+  }
+
+  // ------------------------------------------------------------ pub/sub
+
+  subscribe(topic: string): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.core.topics.subscribe(this, checkTopic(topic));
+  }
+
+  unsubscribe(topic: string): void {
+    this.core.topics.unsubscribe(this, checkTopic(topic));
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.core.topics.isSubscribed(this, checkTopic(topic));
+  }
+
+  get subscriptions(): string[] {
+    return this.core.topics.subscriptionsOf(this);
+  }
+
+  /** To every subscriber of `topic` but this socket (unless publishToSelf). */
+  publish(topic: string, data: string | ArrayBufferView | ArrayBuffer, _compress?: boolean): number {
+    return this.core.publish(checkTopic(topic), data, this.core.options.publishToSelf ? undefined : this);
+  }
+
+  publishText(topic: string, data: string, _compress?: boolean): number {
+    return this.publish(topic, String(data));
+  }
+
+  publishBinary(topic: string, data: ArrayBufferView | ArrayBuffer, _compress?: boolean): number {
+    return this.core.publish(checkTopic(topic), viewBytes(data),
+      this.core.options.publishToSelf ? undefined : this);
   }
 
   ping(data?: string | ArrayBufferView | ArrayBuffer): number {
@@ -200,6 +235,25 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    * all or nothing, no intermediate copy.
    */
   private sendFrame(opcode: number, payload: Uint8Array, start: number, end: number): number {
+    return this.sendChecked(opcode, payload, start, end, null, undefined);
+  }
+
+  /**
+   * A frame published to a topic (framed once for all its subscribers): queued under this
+   * socket's backpressure limit like a send. Topics call it for each subscriber.
+   */
+  deliver(frame: PublishedFrame, topic: string): number {
+    return this.sendChecked(0, frame.payload, frame.start, frame.end, frame, topic);
+  }
+
+  /**
+   * The send rules, for a frame to build (`published` null: header from `opcode`) or one
+   * already built: open sockets only; at the backpressure limit drop it (or close, with
+   * closeOnBackpressureLimit) and tell `dropped`; if shared send memory ran out, reclaim it
+   * and try once more; -1 once the queue crosses the high-water mark.
+   */
+  private sendChecked(opcode: number, payload: Uint8Array, start: number, end: number,
+    published: PublishedFrame | null, topic: string | undefined): number {
     if (this.readyState !== ReadyState.OPEN) return SEND_DROPPED;
     const core = this.core;
     const transport = core.transport;
@@ -210,13 +264,16 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       if (core.options.closeOnBackpressureLimit) {
         this.fail(CLOSE_POLICY_VIOLATION, "backpressure limit");
       }
+      core.droppedMessage(this, opcode, published, payload, start, end, topic);
       return SEND_DROPPED;
     }
-    let queued = this.queueFrame(opcode, payload, start, end);
+    let queued = published === null ? this.queueFrame(opcode, payload, start, end)
+      : this.queuePublished(published);
     // Send memory is shared and ran out: the socket holding the most is closed to free it
     // (maybe this one), then the send is tried once more. Never silently an innocent's loss.
     if (queued === -ENOBUFS && core.reclaimSendMemory(this)) {
-      queued = this.queueFrame(opcode, payload, start, end);
+      queued = published === null ? this.queueFrame(opcode, payload, start, end)
+        : this.queuePublished(published);
     }
     if (queued < 0) {
       core.counters.dropped++;
@@ -255,6 +312,25 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     return transport.sendPair(this.conn, scratch, 0, headerSize, payload, start, end);
   }
 
+  /** A published frame: its payload lent when it lies in native memory, else copied. */
+  private queuePublished(frame: PublishedFrame): number {
+    const transport = this.core.transport;
+    const lender = frame.lender;
+    if (lender !== null) {
+      const view = frame.payload;
+      const token = lender.lend(view);
+      if (token >= 0) {
+        const queued = transport.sendLoaned(this.conn, frame.header, 0, frame.headerSize, view,
+          frame.start, frame.end, lender.addressOf(token, view) + frame.start, lender, token);
+        if (queued > 0) return queued;
+        lender.giveBack(token);
+        if (queued !== -ENOBUFS) return queued;
+      }
+    }
+    return transport.sendPair(this.conn, frame.header, 0, frame.headerSize, frame.payload,
+      frame.start, frame.end);
+  }
+
   /**
    * Header (in scratch) plus a payload lent from a received message's buffer, not copied:
    * bytes queued, -errno, or NOT_LOANED when the payload is not lendable or the transport
@@ -278,7 +354,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   private sendControl(opcode: number, data?: string | ArrayBufferView | ArrayBuffer): number {
     if (this.readyState !== ReadyState.OPEN) return SEND_DROPPED;
     const payload = data === undefined ? EMPTY
-      : typeof data === "string" ? textEncoder.encode(data) : toBytes(data);
+      : typeof data === "string" ? textEncoder.encode(data) : viewBytes(data);
     if (payload.length > 125) {
       throw new UsageError(ErrorCode.PING_PAYLOAD_TOO_LONG, "ping/pong payloads are at most 125 bytes");
     }
@@ -432,9 +508,10 @@ function hostOf(endpoint: string): string {
   return endpoint.slice(0, endpoint.lastIndexOf(":")) || endpoint;
 }
 
-function toBytes(data: ArrayBufferView | ArrayBuffer): Uint8Array {
-  if (data instanceof Uint8Array) return data;
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+/** Topics are strings (as in Bun); anything else is a mistake worth a clear error. */
+function checkTopic(topic: string): string {
+  if (typeof topic !== "string") {
+    throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
+  }
+  return topic;
 }
-

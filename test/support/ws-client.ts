@@ -144,6 +144,15 @@ export class TestWsClient implements TransportHandler {
     this.transport.close(this.conn, CloseMode.Abort);
   }
 
+  /** Stop reading (the server's sends to it back up), and read again. */
+  pauseReading(): void {
+    this.transport.pause(this.conn);
+  }
+
+  resumeReading(): void {
+    this.transport.resume(this.conn);
+  }
+
   end(): void {
     this.transport.close(this.conn, CloseMode.Graceful);
   }

@@ -1,0 +1,176 @@
+/**
+ * Pub/sub inside one server (Bun.serve's `subscribe`/`publish`): topics by name, each with
+ * its subscribers in a dense array (a publish walks it), and each socket's topics in a Map
+ * kept beside the socket (the socket object stays small).
+ *
+ * A publish is framed once: the header is written once, the payload encoded once, and each
+ * subscriber queues that frame under its own backpressure limit (the socket's send rules:
+ * drop or close at the limit, `dropped` told). From LOAN_FROM_BYTES up the payload is copied
+ * once into native memory and lent to every subscriber's queue (no copy per subscriber);
+ * below, each subscriber's queue copies the few bytes (cheaper than a loan).
+ *
+ * Delivery is synchronous, so order holds per topic, and between `send` and `publish` on
+ * one socket (one queue per connection). A subscribe or unsubscribe during a publish (from a
+ * `dropped` handler, say) changes the topic for the next publish, never the running one.
+ */
+import { writeFrameHeader } from "../protocol/frame-writer.ts";
+import type { MessageBufferPool } from "./message-buffers.ts";
+
+/** One published message, framed once, as every subscriber queues it. */
+export interface PublishedFrame {
+  /** The frame header, `header[0, headerSize)`. */
+  readonly header: Uint8Array;
+  readonly headerSize: number;
+  /** The payload, `payload[start, end)`: native memory to lend when `lender` is set. */
+  payload: Uint8Array;
+  start: number;
+  end: number;
+  lender: MessageBufferPool | null;
+}
+
+/** What a topic needs of a socket. */
+export interface Subscriber {
+  /** Queue a published frame; bytes queued (> 0), -1 backpressure, 0 dropped. */
+  deliver(frame: PublishedFrame, topic: string): number;
+}
+
+/** A payload this long or longer is lent to subscribers' queues, not copied into each. */
+export const LOAN_FROM_BYTES = 4096;
+
+class Topic<S> {
+  readonly members: S[] = [];
+  /** Index of each member in `members`. */
+  readonly positions = new Map<S, number>();
+  constructor(readonly name: string) {}
+}
+
+export interface PubSubCounters {
+  /** publish() calls that reached at least one subscriber. */
+  published: number;
+  /** Frames queued to subscribers. */
+  delivered: number;
+  /** Frames a subscriber's backpressure limit dropped (or closed it for). */
+  dropped: number;
+}
+
+export class Topics<S extends Subscriber> {
+  private readonly topics = new Map<string, Topic<S>>();
+  private readonly bySocket = new Map<S, Set<Topic<S>>>();
+  readonly counters: PubSubCounters = { published: 0, delivered: 0, dropped: 0 };
+  /** Where frame headers are written (its own, not the sockets' scratch: handlers may send). */
+  private readonly header = new Uint8Array(16);
+
+  constructor(private readonly buffers: MessageBufferPool) {}
+
+  subscribe(socket: S, name: string): void {
+    let topic = this.topics.get(name);
+    if (topic === undefined) {
+      topic = new Topic<S>(name);
+      this.topics.set(name, topic);
+    }
+    if (topic.positions.has(socket)) return;
+    topic.positions.set(socket, topic.members.length);
+    topic.members.push(socket);
+    let mine = this.bySocket.get(socket);
+    if (mine === undefined) {
+      mine = new Set();
+      this.bySocket.set(socket, mine);
+    }
+    mine.add(topic);
+  }
+
+  unsubscribe(socket: S, name: string): void {
+    const topic = this.topics.get(name);
+    if (topic === undefined || !topic.positions.has(socket)) return;
+    this.leave(topic, socket);
+    const mine = this.bySocket.get(socket)!;
+    mine.delete(topic);
+    if (mine.size === 0) this.bySocket.delete(socket);
+  }
+
+  isSubscribed(socket: S, name: string): boolean {
+    return this.topics.get(name)?.positions.has(socket) ?? false;
+  }
+
+  subscriptionsOf(socket: S): string[] {
+    const mine = this.bySocket.get(socket);
+    return mine === undefined ? [] : [...mine].map((topic) => topic.name);
+  }
+
+  /** The socket closed: out of every topic. */
+  dropSocket(socket: S): void {
+    const mine = this.bySocket.get(socket);
+    if (mine === undefined) return;
+    this.bySocket.delete(socket);
+    for (const topic of mine) this.leave(topic, socket);
+  }
+
+  subscriberCount(name: string): number {
+    return this.topics.get(name)?.members.length ?? 0;
+  }
+
+  /** Topics with at least one subscriber. */
+  get size(): number {
+    return this.topics.size;
+  }
+
+  /**
+   * Frame `payload[start, end)` once and queue it to every subscriber of `name` but
+   * `except`. Returns the payload's length when at least one subscriber queued it (or 1 for
+   * an empty payload), -1 when one of them is backed up, 0 when none took it (no
+   * subscribers, or every one dropped it).
+   */
+  publish(name: string, opcode: number, payload: Uint8Array, start: number, end: number,
+    except: S | undefined): number {
+    const topic = this.topics.get(name);
+    if (topic === undefined) return 0;
+    // Only those subscribed now: a subscribe during the walk appends past `count`.
+    const members = topic.members.slice();
+    const length = end - start;
+    const headerSize = writeFrameHeader(this.header, 0, opcode, true, false, length);
+    const frame: PublishedFrame = { header: this.header, headerSize, payload, start, end, lender: null };
+    let lent: Uint8Array | null = null;
+    if (length >= LOAN_FROM_BYTES && members.length > 1) {
+      lent = this.buffers.acquire(length);
+      if (lent !== null) {
+        lent.set(payload.subarray(start, end), 0);
+        frame.payload = lent;
+        frame.start = 0;
+        frame.end = length;
+        frame.lender = this.buffers;
+      }
+    }
+    let queued = 0;
+    let backedUp = false;
+    try {
+      for (const member of members) {
+        if (member === except) continue;
+        const result = member.deliver(frame, name);
+        if (result === 0) {
+          this.counters.dropped++;
+          continue;
+        }
+        this.counters.delivered++;
+        queued++;
+        if (result < 0) backedUp = true;
+      }
+    } finally {
+      if (lent !== null) this.buffers.release(lent); // back once every loan returned
+    }
+    if (queued === 0) return 0;
+    this.counters.published++;
+    if (backedUp) return -1;
+    return length === 0 ? 1 : length;
+  }
+
+  private leave(topic: Topic<S>, socket: S): void {
+    const index = topic.positions.get(socket)!;
+    const last = topic.members.pop()!;
+    if (last !== socket) {
+      topic.members[index] = last;
+      topic.positions.set(last, index);
+    }
+    topic.positions.delete(socket);
+    if (topic.members.length === 0) this.topics.delete(topic.name);
+  }
+}
