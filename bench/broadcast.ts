@@ -10,10 +10,11 @@
  * medians of alternated repeats:
  *
  *   bun bench/broadcast.ts [--receivers 50] [--size 65536] [--window 4] [--seconds 3] [--repeats 3]
+ *                          [--servers "hioload-ws (publish),Bun.serve (publish)"]
  *
- * The hioload-ws server sends the received message itself, which (from 16 KiB) queues it
- * once as a loan for every socket instead of a copy per socket; Bun.serve is run with a
- * ws.send loop and with its native publish.
+ * Both servers run twice: with a ws.send loop over every socket (hioload-ws queues a
+ * received message of 16 KiB or more once as a loan for every socket) and with pub/sub
+ * (every socket subscribed to one topic; the sender publishes and sends itself a copy).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     window: { type: "string", default: "4" },
     seconds: { type: "string", default: "3" },
     repeats: { type: "string", default: "3" },
+    servers: { type: "string" }, // a comma-separated subset of the server names below
     client: { type: "string" }, // internal: run the client against this port
   },
 });
@@ -50,6 +52,8 @@ interface Row {
   errors: number;
   /** Filled by the orchestrator: server CPU time during the measurement, per GB delivered. */
   serverCpuMsPerGB?: number;
+  /** The same per million deliveries (messages), the figure for small messages. */
+  serverCpuMsPerMillion?: number;
 }
 
 /** utime + stime of a process, in ms (from /proc; clock ticks are 100 Hz on Linux). */
@@ -58,11 +62,12 @@ function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 interface ServerSpec { name: string; cmd: (port: number) => string[] }
-const servers: ServerSpec[] = [
-  { name: "hioload-ws", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/hioload-broadcast.ts"), String(port)] },
+const servers: ServerSpec[] = ([
+  { name: "hioload-ws (send loop)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/hioload-broadcast.ts"), String(port), "loop"] },
+  { name: "hioload-ws (publish)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/hioload-broadcast.ts"), String(port), "publish"] },
   { name: "Bun.serve (send loop)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/bun-serve-broadcast.ts"), String(port), "loop"] },
   { name: "Bun.serve (publish)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/bun-serve-broadcast.ts"), String(port), "publish"] },
-];
+] as ServerSpec[]).filter((s) => values.servers === undefined || values.servers.split(",").includes(s.name));
 
 const results = new Map<string, Row[]>();
 let port = 19_500;
@@ -98,6 +103,7 @@ for (let repeat = 0; repeat < Number(values.repeats); repeat++) {
     const row = JSON.parse(text.trim().split("\n").pop() ?? "{}") as Row;
     if (row.errors !== 0) throw new Error(`${spec.name}: ${row.errors} errors`);
     row.serverCpuMsPerGB = serverCpu / ((row.mbPerSec * seconds) / 1000);
+    row.serverCpuMsPerMillion = serverCpu / ((row.mbPerSec * 1e6 / size) * seconds / 1e6);
     results.set(spec.name, [...(results.get(spec.name) ?? []), row]);
     port++;
   }
@@ -106,15 +112,15 @@ for (let repeat = 0; repeat < Number(values.repeats); repeat++) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`Broadcast: ${receivers} receivers × ${size} B, ${windowSize} in flight, median of ` +
   `${values.repeats} × ${seconds} s`);
-console.log("| server | delivered MB/s | broadcasts/s | server CPU ms per GB delivered |");
-console.log("|---|---:|---:|---:|");
+console.log("| server | deliveries/s | delivered MB/s | broadcasts/s | server CPU ms per million deliveries | per GB |");
+console.log("|---|---:|---:|---:|---:|---:|");
+const fmt = (n: number) => Math.round(n).toLocaleString("en");
 for (const spec of servers) {
   const rows = results.get(spec.name)!;
   const mb = median(rows.map((r) => r.mbPerSec));
   const count = median(rows.map((r) => r.broadcastsPerSec));
-  const cpu = median(rows.map((r) => r.serverCpuMsPerGB!));
-  console.log(`| ${spec.name} | ${Math.round(mb).toLocaleString("en")} | ` +
-    `${Math.round(count).toLocaleString("en")} | ${Math.round(cpu).toLocaleString("en")} |`);
+  console.log(`| ${spec.name} | ${fmt(mb * 1e6 / size)} | ${fmt(mb)} | ${fmt(count)} | ` +
+    `${fmt(median(rows.map((r) => r.serverCpuMsPerMillion!)))} | ${fmt(median(rows.map((r) => r.serverCpuMsPerGB!)))} |`);
 }
 
 /** The client side: `receivers` connections, connection 0 sending. */

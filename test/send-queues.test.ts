@@ -6,7 +6,8 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { ENOBUFS } from "../src/api/errno.ts";
 import {
-  LOAN_HEADER_SIZE, MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues, type ChunkSource,
+  LOAN_HEADER_SIZE, MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues, SMALL_SLOT_SIZE,
+  type ChunkSource,
 } from "../src/reactor/send-queues.ts";
 
 const CHUNK = 64;
@@ -16,17 +17,18 @@ const LOAN_HEADERS_AT = 0x30_0000;
 class ArrayChunks implements ChunkSource {
   readonly memory: Uint8Array;
   private readonly free: number[] = [];
-  constructor(readonly count: number, readonly base = 0x10_0000) {
-    this.memory = new Uint8Array(count * CHUNK);
+  constructor(readonly count: number, readonly base = 0x10_0000, readonly size = CHUNK) {
+    this.memory = new Uint8Array(count * size);
     for (let id = count - 1; id >= 0; id--) this.free.push(id);
   }
+  get capacity() { return this.count; }
   acquire() { return this.free.pop() ?? -1; }
   release(id: number) {
     if (this.free.includes(id)) throw new Error(`double release ${id}`);
     this.free.push(id);
   }
-  slotView(id: number) { return this.memory.subarray(id * CHUNK, (id + 1) * CHUNK); }
-  slotAddress(id: number) { return this.base + id * CHUNK; }
+  slotView(id: number) { return this.memory.subarray(id * this.size, (id + 1) * this.size); }
+  slotAddress(id: number) { return this.base + id * this.size; }
   get available() { return this.free.length; }
   /** Bytes at a fake address (to read back what a SEND would transmit). */
   bytesAt(address: number, length: number) {
@@ -44,9 +46,12 @@ function setup(connections = 4, chunks = 8) {
     segment: (index: number) => area.subarray(index * segmentBytes, (index + 1) * segmentBytes),
   };
   const loanHeaders = { address: LOAN_HEADERS_AT, view: new Uint8Array(LOANS * LOAN_HEADER_SIZE) };
-  const queues = new SendQueues(connections, source, CHUNK, chunks, areas, loanHeaders, LOANS);
+  const queues = new SendQueues(connections, source, CHUNK, chunks, areas, loanHeaders, LOANS, NO_SMALL);
   return { source, area, queues, loanHeaders };
 }
+
+/** No small slots: these tests pin the chunk chains themselves. */
+const NO_SMALL = new ArrayChunks(0, 0x40_0000, SMALL_SLOT_SIZE);
 
 const bytes = (length: number, from = 0) => Uint8Array.from({ length }, (_, i) => (from + i) & 0xff);
 
@@ -185,7 +190,7 @@ describe("SendQueues", () => {
       address: 0x20_0000,
       segment: (index: number) => area.subarray(index * MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE,
         (index + 1) * MESSAGE_SEGMENT_CONNECTIONS * MESSAGE_AREA_SIZE),
-    }, noLoanHeaders(), 1);
+    }, noLoanHeaders(), 1, NO_SMALL);
     expect(queues.queuedBytes(0)).toBe(0);
     expect(small.append(1, bytes(10), 0, 10)).toBe(10);
     small.grow(1100);
@@ -250,7 +255,7 @@ describe("SendQueues", () => {
     const source = new ArrayChunks(1);
     const area = new Uint8Array(4 * MESSAGE_AREA_SIZE);
     const queues = new SendQueues(4, source, CHUNK, 1, { address: 0x20_0000, segment: () => area },
-      noLoanHeaders(), 1);
+      noLoanHeaders(), 1, NO_SMALL);
     const lender = { giveBack: () => { throw new Error("nothing was lent"); } };
     expect(queues.appendLoan(0, bytes(2), 0, 2, 0x90_0000, 100, lender, 1)).toBe(102);
     expect(queues.appendLoan(1, bytes(2), 0, 2, 0x90_0000, 100, lender, 2)).toBe(-ENOBUFS);
@@ -360,5 +365,32 @@ describe("SendQueues against a model: copies and loans in any order", () => {
       }
       expect(new Set(given).size).toBe(given.length); // never twice
     }), { numRuns: 300 });
+  });
+
+  test("small slots: a short first send takes one, what follows goes to chunks, both come back", () => {
+    const chunks = new ArrayChunks(2);
+    const small = new ArrayChunks(2, 0x50_0000, SMALL_SLOT_SIZE);
+    const area = new Uint8Array(4 * MESSAGE_AREA_SIZE);
+    const queues = new SendQueues(4, chunks, CHUNK, 2, { address: 0x20_0000, segment: () => area },
+      noLoanHeaders(), 1, small);
+    // Three connections with a short send each: two small slots, then a chunk.
+    for (const conn of [0, 1, 2]) expect(queues.append(conn, bytes(20, conn), 0, 20)).toBe(20);
+    expect(small.available).toBe(0);
+    expect(chunks.available).toBe(1);
+    expect(queues.prepare(0)).toBe(1);
+    expect(small.bytesAt(queues.sendAddress, 20)).toEqual(bytes(20, 0));
+    // More on connection 1 fills its small slot, then goes on in a chunk: one SENDMSG.
+    expect(queues.append(1, bytes(SMALL_SLOT_SIZE, 7), 0, SMALL_SLOT_SIZE)).toBe(SMALL_SLOT_SIZE);
+    expect(queues.prepare(1)).toBe(2);
+    expect(queues.sendLength).toBe(20 + SMALL_SLOT_SIZE);
+    expect(queues.complete(1, 20 + SMALL_SLOT_SIZE)).toBe(true);
+    expect(queues.complete(0, 20)).toBe(true);
+    queues.clear(2);
+    expect(small.available).toBe(2);
+    expect(chunks.available).toBe(2);
+    // No small slot and no chunk left: all or nothing.
+    expect(queues.append(0, bytes(20), 0, 20)).toBe(20);
+    expect(queues.append(1, bytes(20), 0, 20)).toBe(20);
+    expect(queues.append(2, bytes(CHUNK * 2 + 1), 0, CHUNK * 2 + 1)).toBe(-ENOBUFS);
   });
 });

@@ -14,13 +14,18 @@ import { MemoryRegion } from "../pool/region.ts";
 import { SegmentedViews } from "../pool/segmented-views.ts";
 import {
   LOAN_HEADER_SIZE, LOANS_MAX, MESSAGE_AREA_SIZE, MESSAGE_SEGMENT_CONNECTIONS, SendQueues,
+  SMALL_SLOT_SIZE,
 } from "./send-queues.ts";
 
+/** Small slots at most (64 Ki: 32 MiB of address space, touched as used). */
+const SMALL_SLOTS_MAX = 65_536;
 /** How often an idle send pool is offered to give its pages back. */
 const TRIM_INTERVAL_MS = 1000;
 
 export class ConnectionSends {
   readonly pool: BytePool;
+  /** The first bytes of an empty queue, when they are few (see send-queues.ts). */
+  private readonly smallSlots: BytePool;
   /** The ordinary queues: bytes of send, sendPair, sendLoaned, in order. */
   readonly queues: SendQueues;
   /** sendUrgent's bytes (pongs, pings): chains of their own in the same chunks, no loans. */
@@ -32,12 +37,21 @@ export class ConnectionSends {
     memory: RegionAllocateOptions, node: number | undefined) {
     this.pool = new BytePool(chunkSize, chunkCount, memory);
     try {
+      // One per connection that may have a short send queued (virtual until touched).
+      this.smallSlots = new BytePool(SMALL_SLOT_SIZE, Math.min(maxConnections, SMALL_SLOTS_MAX),
+        { ...memory, hugepages: "off" });
+    } catch (error) {
+      this.pool.destroy();
+      throw error;
+    }
+    try {
       // Touched and viewed lazily: it costs (in RSS and JSC's heap accounting) what is used.
       const messageBytes = maxConnections * MESSAGE_AREA_SIZE;
       const loanHeaderBytes = LOANS_MAX * LOAN_HEADER_SIZE;
       this.scratch = MemoryRegion.allocate(messageBytes + loanHeaderBytes, { hugepages: "off", node });
     } catch (error) {
       this.pool.destroy();
+      this.smallSlots.destroy();
       throw error;
     }
     const messageBytes = maxConnections * MESSAGE_AREA_SIZE;
@@ -48,11 +62,14 @@ export class ConnectionSends {
       view: this.scratch.viewRange(messageBytes, messageBytes + LOANS_MAX * LOAN_HEADER_SIZE),
     };
     this.queues = new SendQueues(initialSlots, this.pool, this.pool.slotSize, chunkCount,
-      messageAreas, loanHeaders, LOANS_MAX);
+      messageAreas, loanHeaders, LOANS_MAX, this.smallSlots);
     // One send per connection is in flight, so both queues may use its message area.
     this.urgent = new SendQueues(initialSlots, this.pool, this.pool.slotSize, chunkCount,
-      messageAreas, loanHeaders, 0);
-    this.trimTimer = setInterval(() => this.pool.trimIfIdle(), TRIM_INTERVAL_MS);
+      messageAreas, loanHeaders, 0, this.smallSlots);
+    this.trimTimer = setInterval(() => {
+      this.pool.trimIfIdle();
+      this.smallSlots.trimIfIdle();
+    }, TRIM_INTERVAL_MS);
     this.trimTimer.unref();
   }
 
@@ -136,6 +153,7 @@ export class ConnectionSends {
   destroy(): void {
     clearInterval(this.trimTimer);
     this.pool.destroy();
+    this.smallSlots.destroy();
     this.scratch.free();
   }
 }

@@ -35,7 +35,7 @@ export interface Subscriber {
 }
 
 /** A payload this long or longer is lent to subscribers' queues, not copied into each. */
-export const LOAN_FROM_BYTES = 4096;
+export const LOAN_FROM_BYTES = 16 * 1024;
 
 class Topic<S> {
   readonly members: S[] = [];
