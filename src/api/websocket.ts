@@ -214,7 +214,20 @@ export interface ServerStats {
    * of it: clients that do not read, seen from the others' side.
    */
   readonly evictions: number;
+  /** Pub/sub: topics with subscribers now, and publishes, deliveries and drops so far. */
+  readonly pubsub: PubSubStats;
   readonly transport: TransportStats;
+}
+
+export interface PubSubStats {
+  /** Topics that have at least one subscriber. */
+  readonly topics: number;
+  /** publish() calls that reached at least one subscriber. */
+  readonly published: number;
+  /** Messages queued to subscribers (one publish to N subscribers counts N). */
+  readonly delivered: number;
+  /** Messages a subscriber's backpressure limit dropped (or closed it for). */
+  readonly dropped: number;
 }
 
 export interface Server {

@@ -370,6 +370,12 @@ export function sumStats(reports: ServerStats[]): ServerStats {
     protocolErrors: sum(reports, (s) => s.protocolErrors),
     idleTimeouts: sum(reports, (s) => s.idleTimeouts),
     evictions: sum(reports, (s) => s.evictions),
+    pubsub: {
+      topics: sum(reports, (s) => s.pubsub.topics), // a topic on two workers counts twice
+      published: sum(reports, (s) => s.pubsub.published),
+      delivered: sum(reports, (s) => s.pubsub.delivered),
+      dropped: sum(reports, (s) => s.pubsub.dropped),
+    },
     transport,
   };
 }

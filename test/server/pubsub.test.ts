@@ -149,6 +149,11 @@ describe("pub/sub on one server", () => {
     await slow.waitMessages(40 - dropped.length, 10_000);
     expect(slow.messages().length).toBe(40 - dropped.length);
     expect(server.stats().dropped).toBe(dropped.length);
+    const pubsub = server.stats().pubsub;
+    expect(pubsub.topics).toBe(1);
+    expect(pubsub.published).toBe(40);
+    expect(pubsub.dropped).toBe(dropped.length);
+    expect(pubsub.delivered).toBe(40 * 3 - dropped.length);
   });
 
   test("closeOnBackpressureLimit: the slow subscriber is closed (1008), the others carry on", async () => {
