@@ -1,11 +1,15 @@
 /**
  * HTTP/1.1 responses of the upgrade layer, as bytes ready to send: the 101 that completes a
- * WebSocket handshake, short error answers, and any Web `Response` a user hook returns.
+ * WebSocket handshake, short error answers, and the head of any Web `Response` a user hook
+ * returns (buildResponseHead: the server writes its body itself, see
+ * src/server/http-response-writer.ts), or such a Response read whole (serializeResponse).
  *
- * Every response but the 101 closes the connection (`Connection: close`): the server does
- * not keep plain HTTP connections alive, which also makes a pipelined request after an error
- * harmless. Header names and values given by callers are validated (token names; no CR, LF,
- * NUL or other controls in values, RFC 9110 §5.5) so nothing can inject a header line.
+ * Error answers always close the connection (`Connection: close`): after a request we could
+ * not read or would not serve, the next bytes on the connection cannot be trusted to start a
+ * request. A hook's Response says `Connection: keep-alive` or `close`, as its caller decides
+ * (RFC 9112 §9.3, §9.6). Header names and values given by callers are validated (token
+ * names; no CR, LF, NUL or other controls in values, RFC 9110 §5.5) so nothing can inject a
+ * header line.
  */
 import { UsageError } from "../api/errors.ts";
 import { concatBytes } from "./bytes.ts";
@@ -238,10 +242,10 @@ export interface SerializeOptions {
 }
 
 /**
- * A Web `Response` from a user hook as HTTP/1.1 bytes: status line (standard phrase, else the
- * Response's statusText), its headers, `Content-Length` computed from the body (read fully,
- * up to `maxBodyBytes`), `Connection: close`, and a Date unless the Response has one. 204 and
- * 304 go without body or Content-Length (RFC 9110 §8.6, §15.4.5).
+ * A Web `Response` from a user hook as HTTP/1.1 bytes: the head buildResponseHead writes
+ * with `Connection: close` and a `Content-Length` computed from the body (read fully, up to
+ * `maxBodyBytes`), then the body. 204 and 304 go without body or Content-Length (RFC 9110
+ * §8.6, §15.4.5).
  * Rejects with UsageError: RESPONSE_TOO_LARGE past the bound (the stream is cancelled),
  * RESPONSE_BODY_USED when the body was already read, INVALID_HEADER for a value that is not
  * Latin-1. The server should then answer 500.
@@ -251,25 +255,90 @@ export async function serializeResponse(
   options: SerializeOptions = {},
 ): Promise<Uint8Array> {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_RESPONSE_BODY_BYTES;
-  const status = response.status;
-  const bodyless = status === 204 || status === 304 || (status >= 100 && status < 200);
+  const bodyless = isBodylessStatus(response.status);
   const body = bodyless ? await discardBody(response) : await readBody(response, maxBodyBytes);
-  let head = statusLine(status, response.statusText);
+  const head = buildResponseHead(response, {
+    keepAlive: false,
+    framing: bodyless ? BodyFraming.NONE : BodyFraming.LENGTH,
+    contentLength: body.length,
+  });
+  if (bodyless || options.requestMethod === "HEAD" || body.length === 0) return head;
+  const bytes = new Uint8Array(head.length + body.length);
+  bytes.set(head);
+  bytes.set(body, head.length);
+  return bytes;
+}
+
+/** How a response's body is delimited on the wire (RFC 9112 §6.3). */
+export const BodyFraming = {
+  /** No body and no framing header: 1xx, 204, 304. */
+  NONE: 0,
+  /** `Content-Length: contentLength`. */
+  LENGTH: 1,
+  /** `Transfer-Encoding: chunked`. */
+  CHUNKED: 2,
+  /** No framing header: the body ends when the connection closes (HTTP/1.0 clients). */
+  CLOSE: 3,
+} as const;
+export type BodyFraming = (typeof BodyFraming)[keyof typeof BodyFraming];
+
+export interface ResponseHeadOptions {
+  /** `Connection: keep-alive` when true, else `Connection: close`. */
+  keepAlive: boolean;
+  /** With keepAlive: `Keep-Alive: timeout=N` (seconds), so clients drop an idle connection
+   * before we do; 0 or absent leaves the header out. */
+  keepAliveTimeoutSeconds?: number;
+  framing: BodyFraming;
+  /** With BodyFraming.LENGTH: the body's length in bytes. */
+  contentLength?: number;
+}
+
+/**
+ * The head of a hook's Response: status line (standard phrase, else the Response's
+ * statusText), its headers (hop-by-hop and framing ones replaced by ours, RFC 9110 §7.6.1;
+ * one line per Set-Cookie), `Connection` (listing "Upgrade" too when the Response has an
+ * Upgrade header, RFC 9110 §7.8), a Date unless the Response has one, and the framing header
+ * `options.framing` asks for. Throws UsageError(INVALID_HEADER) for a value that is not
+ * Latin-1.
+ */
+export function buildResponseHead(response: Response, options: ResponseHeadOptions): Uint8Array {
+  let head = statusLine(response.status, response.statusText);
   let hasDate = false;
-  for (const [name, value] of response.headers) {
+  const headers = response.headers;
+  for (const [name, value] of headers) {
     if (REPLACED_FROM_RESPONSE.has(name)) continue;
     if (name === "date") hasDate = true;
     head += checkedLine(name, value, "serializeResponse");
   }
-  for (const cookie of response.headers.getSetCookie()) {
+  for (const cookie of headers.getSetCookie()) {
     head += checkedLine("set-cookie", cookie, "serializeResponse");
   }
-  const upgrade = response.headers.has("upgrade");
-  head += "Connection: " + (upgrade ? "Upgrade, close" : "close") + CRLF;
+  const persistence = options.keepAlive ? "keep-alive" : "close";
+  head += "Connection: " + (headers.has("upgrade") ? "Upgrade, " : "") + persistence + CRLF;
+  const timeout = options.keepAliveTimeoutSeconds ?? 0;
+  if (options.keepAlive && timeout > 0) head += "Keep-Alive: timeout=" + timeout + CRLF;
   if (!hasDate) head += "Date: " + httpDate() + CRLF;
-  if (!bodyless) head += "Content-Length: " + body.length + CRLF;
-  head += CRLF;
-  return concatHead(head, body, !bodyless && options.requestMethod !== "HEAD");
+  if (options.framing === BodyFraming.LENGTH) {
+    head += "Content-Length: " + (options.contentLength ?? 0) + CRLF;
+  } else if (options.framing === BodyFraming.CHUNKED) {
+    head += "Transfer-Encoding: chunked" + CRLF;
+  }
+  return encodeLatin1(head + CRLF);
+}
+
+/** 1xx, 204 and 304 have no body (RFC 9110 §6.4.1). */
+export function isBodylessStatus(status: number): boolean {
+  return status === 204 || status === 304 || (status >= 100 && status < 200);
+}
+
+/**
+ * The Content-Length a Response's own headers declare, when it is one valid value
+ * (digits only, RFC 9110 §8.6); else undefined. The Fetch API keeps such a header as given.
+ */
+export function declaredContentLength(response: Response): number | undefined {
+  const value = response.headers.get("content-length");
+  if (value === null || !/^[0-9]{1,15}$/.test(value)) return undefined;
+  return Number(value);
 }
 
 function statusLine(status: number, statusText: string): string {
@@ -357,7 +426,7 @@ async function readBody(response: Response, maxBodyBytes: number): Promise<Uint8
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    const chunk = toBytes(value);
+    const chunk = toBodyBytes(value);
     total += chunk.length;
     if (total > maxBodyBytes) {
       await reader.cancel();
@@ -371,7 +440,12 @@ async function readBody(response: Response, maxBodyBytes: number): Promise<Uint8
   return chunks.length === 0 ? new Uint8Array(0) : concatBytes(chunks);
 }
 
-function toBytes(value: unknown): Uint8Array {
+/**
+ * A chunk a body stream yielded, as bytes: Uint8Arrays as they are, other views and
+ * ArrayBuffers viewed (not copied), strings UTF-8 encoded (Bun's streams carry them).
+ * Throws UsageError(RESPONSE_BODY_INVALID) for anything else.
+ */
+export function toBodyBytes(value: unknown): Uint8Array {
   if (value instanceof Uint8Array) return value;
   if (typeof value === "string") return textEncoder.encode(value);
   if (ArrayBuffer.isView(value)) {

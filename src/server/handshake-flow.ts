@@ -6,6 +6,9 @@
  * it refuses) is answered 501/400 before any hook runs. When the handshake deadline passes
  * first, a started request gets 408 (see timedOut).
  *
+ * Everything about the connection's request/response cycle (keep-alive, pipelined requests,
+ * the deadline, writing a Response) lives in the HttpExchange this class extends.
+ *
  * Memory: whatever a handshake allocates stays in RSS until the next collection, and a burst
  * of handshakes comes before any (measured: ~3 KiB per connection at 5,000 connections before
  * this was cut). So, once the pools are warm, a handshake without async hooks allocates only
@@ -22,19 +25,24 @@ import {
   acceptKey, isUpgradeRequest, selectProtocol, validateUpgrade, type UpgradeAccepted,
   type UpgradeValidation,
 } from "../protocol/handshake.ts";
-import {
-  ParserState, type HttpRequest, type HttpRequestParser,
-} from "../protocol/http-request-parser.ts";
-import {
-  build101Response, buildErrorResponse, serializeResponse, write101Response,
-} from "../protocol/http-response.ts";
+import { ParserState, type HttpRequest } from "../protocol/http-request-parser.ts";
+import { build101Response, buildErrorResponse, write101Response } from "../protocol/http-response.ts";
 import type { HttpError } from "../protocol/http-errors.ts";
+import { requestAllowsPersistence } from "../protocol/http-persistence.ts";
 import { toWebRequest } from "../protocol/web-request.ts";
 import { concatBytes } from "../protocol/bytes.ts";
 import type { UpgradeTarget } from "./fetch-upgrades.ts";
-import type { HandshakeHost, PooledHandshake } from "./hosts.ts";
+import type { PooledHandshake } from "./hosts.ts";
+import { ANSWERING, DONE, HttpExchange, READING, copyRange } from "./http-exchange.ts";
+import type { AnsweredRequest } from "./http-response-writer.ts";
+import { splitProtocolHeader } from "./http-upgrade-headers.ts";
 
 type HookResult<T> = UpgradeAcceptance<T> | Response | void;
+
+/** An upgrade request an `upgrade` hook refused with a Response: answered, then closed. */
+const REFUSED_UPGRADE: AnsweredRequest = Object.freeze({
+  method: "GET", version: "1.1", persistent: false,
+});
 
 /**
  * Where every 101 is written before it is sent (the transport copies on send); a larger one
@@ -43,25 +51,7 @@ type HookResult<T> = UpgradeAcceptance<T> | Response | void;
  */
 const RESPONSE_SCRATCH = new Uint8Array(4096);
 
-/**
- * A copy of `data[start, end)`. Receive buffers are Buffers, whose slice() is a view into
- * memory the transport reuses once onData returns: bytes kept across an async hook must be
- * copied (TypedArray's slice always copies).
- */
-const copyRange = (data: Uint8Array, start: number, end: number): Uint8Array =>
-  Uint8Array.prototype.slice.call(data, start, end);
-
-export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
-  private conn = -1;
-  /** From the core's pool while the request is being read; null once it is parsed. */
-  private parser: HttpRequestParser | null = null;
-  /** An async hook is running: bytes that still arrive are kept here, in order. */
-  private held: Uint8Array[] | undefined = undefined;
-  private abandoned = false;
-  /** The core took the connection as a WebSocket (this state is then done with). */
-  private accepted = false;
-  /** An HTTP response was queued (then the connection closes after it). */
-  private answered = false;
+export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshake, UpgradeTarget {
   /** A valid upgrade request handed to `fetch`: what server.upgrade() accepts. */
   private fetchUpgrade: UpgradeAccepted | undefined = undefined;
   private fetchLeftover: Uint8Array | undefined = undefined;
@@ -70,64 +60,30 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
     ok: true, key: "", version: 13, protocols: [], extensions: "",
   };
 
-  constructor(private readonly core: HandshakeHost<T>) {}
-
   /**
    * Begins the handshake of `conn`. The core reuses a state only when it was accepted inside
    * feed() with no hook pending: then nothing else refers to it (no closure, no promise).
    */
   start(conn: number): void {
-    this.conn = conn;
-    this.parser = this.core.takeRequestParser();
-    this.held = undefined;
-    this.abandoned = false;
-    this.accepted = false;
-    this.answered = false;
+    this.begin(conn);
     this.fetchUpgrade = undefined;
     this.fetchLeftover = undefined;
   }
 
-  /**
-   * The handshake deadline (closeTimeout) passed. Returns true when this closes gracefully
-   * (FIN after the flush), so the core gives it one more deadline before an abort; false to
-   * have the core abort (RST) now.
-   *
-   * - Part of a request arrived (a slow or stalled client, slowloris): 408 with
-   *   `Connection: close` (RFC 9110 §15.5.9), then close.
-   * - Nothing arrived: close without a response, as nginx does (Apache sends a 408). Such a
-   *   connection is most often a browser's speculative preconnect or a port probe: nothing
-   *   was asked, and HTTP clients treat bytes that answer no request as an error (Go's
-   *   net/http logs an "unsolicited response"). The FIN is answer enough.
-   * - The request was parsed: a hook is still deciding, or our answer was sent and is still
-   *   not flushed (this is its second deadline). Either way the peer has had its time: abort.
-   */
-  timedOut(): boolean {
-    const parser = this.parser;
-    if (parser === null) return false;
-    const sawBytes = parser.headerBytes > 0;
-    this.releaseParser();
-    if (sawBytes) this.respond(buildErrorResponse(408, "request timeout"));
-    else this.core.handshakeDone(this.conn);
-    return true;
-  }
-
-  /** The connection closed before the handshake finished. */
-  abandon(): void {
-    this.abandoned = true;
-    this.releaseParser();
-  }
-
   feed(data: Uint8Array, start: number, end: number): void {
-    if (this.held !== undefined) {
-      this.held.push(copyRange(data, start, end));
+    const phase = this.phase;
+    if (phase !== READING) {
+      if (phase === ANSWERING) this.hold(copyRange(data, start, end));
       return;
     }
-    const parser = this.parser;
-    if (parser === null) return; // answered; waiting for close
+    const parser = this.parser!;
+    // A kept-alive connection's next request begins: it gets closeTimeout from now on.
+    if (this.served > 0 && parser.headerBytes === 0) this.core.restartDeadline(this.conn);
     const consumed = parser.feed(data, start, end);
     const state = parser.state;
     if (state === ParserState.NEED_MORE) return;
     this.parser = null;
+    this.phase = ANSWERING;
     // The parser (and the request it reuses) goes back to the pool once handle() is done:
     // hooks get a Web Request built from it synchronously, and nothing later reads it.
     try {
@@ -145,12 +101,6 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
     if (this.accepted) this.core.releaseHandshake(this);
   }
 
-  private releaseParser(): void {
-    if (this.parser === null) return;
-    this.core.releaseRequestParser(this.parser);
-    this.parser = null;
-  }
-
   private handle(request: HttpRequest, leftover: Uint8Array | undefined): void {
     const options = this.core.options;
     if (this.core.isStopping) {
@@ -162,6 +112,8 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
         this.respond(buildErrorResponse(426, "this endpoint speaks WebSocket",
           { Upgrade: "websocket", "Sec-WebSocket-Version": "13" }));
       } else {
+        // What came behind the request is the next request: it waits for this answer.
+        if (leftover !== undefined) this.hold(leftover);
         this.runFetch(request, undefined, undefined);
       }
       return;
@@ -190,7 +142,12 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
     const webRequest = this.webRequestOrRefuse(request);
     if (webRequest === null) return;
     const core = this.core;
-    const method = request.method; // the parser reuses `request` once handle() returns
+    // The parser reuses `request` once handle() returns: what the answer needs, now.
+    const answering: AnsweredRequest = {
+      method: request.method,
+      version: request.version,
+      persistent: upgrade === undefined && requestAllowsPersistence(request),
+    };
     if (upgrade?.ok === true) {
       this.fetchUpgrade = upgrade;
       this.fetchLeftover = leftover;
@@ -199,27 +156,28 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
     this.runHook(() => core.options.fetch!(webRequest, core.server!), (result) => {
       core.fetchUpgrades.withdraw(webRequest);
       this.fetchUpgrade = undefined;
-      if (!this.accepted) this.fetchAnswered(result, method, upgrade);
+      if (!this.accepted) this.fetchAnswered(result, answering, upgrade);
     });
   }
 
   /** server.upgrade(request) for the request this state handed to `fetch`. */
   upgradeFromFetch(options: FetchUpgradeOptions<unknown> | undefined): boolean {
     const upgrade = this.fetchUpgrade;
-    if (upgrade === undefined || this.accepted || this.answered || this.abandoned) return false;
+    if (upgrade === undefined || this.phase !== ANSWERING || this.writer !== undefined ||
+      this.accepted || this.abandoned) {
+      return false;
+    }
     this.fetchUpgrade = undefined;
-    const hookPending = this.held !== undefined;
+    // After an await in fetch, complete() resumes reading: from now on, not when fetch settles.
     this.complete(upgrade, options as UpgradeAcceptance<T> | undefined, this.fetchLeftover);
-    if (!this.accepted) return false;
-    // After an await in fetch: the socket reads from now on, not when fetch settles.
-    if (hookPending) this.core.transport.resume(this.conn);
-    return true;
+    return this.accepted;
   }
 
   /** `fetch` settled without upgrading: its Response, or why there is none. */
-  private fetchAnswered(result: unknown, method: string, upgrade: UpgradeValidation | undefined): void {
+  private fetchAnswered(result: unknown, request: AnsweredRequest,
+    upgrade: UpgradeValidation | undefined): void {
     if (result instanceof Response) {
-      this.respondWith(result, method);
+      this.respondWith(result, request);
     } else if (upgrade !== undefined && !upgrade.ok) {
       // An upgrade request we could not accept, and fetch said nothing: say why.
       this.respond(buildErrorResponse(upgrade.status, upgrade.reason, upgrade.headers));
@@ -250,14 +208,14 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
       then(result);
       return;
     }
-    this.held = [];
-    this.core.transport.pause(this.conn);
+    this.pauseReading();
     result.then(
       (value) => {
         if (this.abandoned) return;
         // Upgraded meanwhile (server.upgrade after an await): the socket was resumed then,
-        // and this connection id is the WebSocket's now.
-        if (!this.accepted) this.core.transport.resume(this.conn);
+        // and this connection id is the WebSocket's now. Held bytes (a pipelined request)
+        // keep it paused until this answer is out.
+        if (!this.accepted && this.held === undefined) this.resumeReading();
         then(value);
       },
       (error) => {
@@ -269,7 +227,7 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
   private decide(upgrade: UpgradeAccepted, result: HookResult<T>,
     leftover: Uint8Array | undefined): void {
     if (result instanceof Response) {
-      this.respondWith(result);
+      this.respondWith(result, REFUSED_UPGRADE);
       return;
     }
     this.complete(upgrade, result ?? undefined, leftover);
@@ -300,11 +258,14 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
       queued = this.core.transport.send(this.conn, response, 0, length);
     }
     if (queued < 0) {
+      this.phase = DONE;
       this.core.transport.close(this.conn, CloseMode.Abort);
       return;
     }
     const early = this.takeHeld(leftover);
+    this.phase = DONE;
     this.accepted = true;
+    this.resumeReading(); // paused by an async hook: the WebSocket reads from now on
     this.core.accept(this.conn, acceptance?.data, protocol, early);
   }
 
@@ -341,61 +302,4 @@ export class HandshakeState<T> implements PooledHandshake, UpgradeTarget {
     this.respond(buildErrorResponse(result.status, result.reason));
     return null;
   }
-
-  private hookFailed(error: unknown): void {
-    console.error("hioload-ws: the upgrade/fetch hook failed:", error);
-    // After server.upgrade the connection is a WebSocket: nothing HTTP is sent on it.
-    if (!this.accepted) this.respond(buildErrorResponse(500, "internal server error"));
-  }
-
-  /** `requestMethod`: a HEAD is answered without the body (its Content-Length is kept). */
-  private respondWith(response: Response, requestMethod = "GET"): void {
-    serializeResponse(response, { requestMethod }).then(
-      (bytes) => {
-        if (!this.abandoned) this.respond(bytes);
-      },
-      (error) => {
-        if (!this.abandoned) this.hookFailed(error);
-      },
-    );
-  }
-
-  /** Answer with an HTTP response and close after it is flushed. */
-  private respond(bytes: Uint8Array): void {
-    if (this.answered) return;
-    this.answered = true;
-    this.held = undefined;
-    this.core.transport.send(this.conn, bytes, 0, bytes.length);
-    this.core.handshakeDone(this.conn);
-  }
-}
-
-interface SplitHeaders {
-  headers: [string, string][] | undefined;
-  headerProtocol: string | undefined;
-}
-const NO_EXTRA_HEADERS: SplitHeaders = { headers: undefined, headerProtocol: undefined };
-
-/**
- * Bun-style code names the subprotocol as a `Sec-WebSocket-Protocol` response header; we
- * take it from there (it is validated against the offer like `protocol`).
- */
-function splitProtocolHeader(input: UpgradeAcceptance<unknown>["headers"]): SplitHeaders {
-  // The closure (and so a scope object per call) only when there are headers to split.
-  return input === undefined ? NO_EXTRA_HEADERS : splitGivenHeaders(input);
-}
-
-function splitGivenHeaders(
-  input: NonNullable<UpgradeAcceptance<unknown>["headers"]>,
-): SplitHeaders {
-  // Entries keep the user's spelling of names (a Headers object would lower-case them).
-  const entries: [string, string][] = input instanceof Headers ? [...input.entries()]
-    : Array.isArray(input) ? input : Object.entries(input);
-  let headerProtocol: string | undefined;
-  const headers = entries.filter(([name, value]) => {
-    if (name.toLowerCase() !== "sec-websocket-protocol") return true;
-    headerProtocol = value;
-    return false;
-  });
-  return { headers, headerProtocol };
 }

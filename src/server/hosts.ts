@@ -74,4 +74,11 @@ export interface HandshakeHost<T> extends CoreServices<T> {
   accept(conn: number, data: T | undefined, protocol: string, leftover: Uint8Array | undefined): void;
   /** The handshake was answered with an HTTP response: close after it is flushed. */
   handshakeDone(conn: number): void;
+  /**
+   * The handshake deadline of `conn` starts over now (closeTimeout from this moment): the
+   * next request on a kept-alive connection, a response waiting for the client to read.
+   */
+  restartDeadline(conn: number): void;
+  /** No deadline for `conn` until restartDeadline (a response body waits for its stream). */
+  clearDeadline(conn: number): void;
 }

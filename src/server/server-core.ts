@@ -146,7 +146,11 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
 
   onDrain(conn: number): void {
     const socket = this.sockets[conn];
-    if (socket === undefined || !socket.queueEmptied()) return;
+    if (socket === undefined) {
+      this.pending[conn]?.drained(); // a plain HTTP response waiting for room
+      return;
+    }
+    if (!socket.queueEmptied()) return;
     const drain = this.handlers.drain;
     if (drain) this.invoke(socket, drain);
   }
@@ -233,6 +237,16 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   /** The handshake was answered with an HTTP response: it stays on the deadline list. */
   handshakeDone(conn: number): void {
     this.transport.close(conn, CloseMode.Graceful);
+  }
+
+  restartDeadline(conn: number): void {
+    // To the tail: the list stays ordered by start, which expireDeadlines relies on.
+    this.deadlineStart[conn] = this.now;
+    this.deadlines.pushTail(conn);
+  }
+
+  clearDeadline(conn: number): void {
+    this.deadlines.remove(conn);
   }
 
   // ------------------------------------------------------------ shared send memory

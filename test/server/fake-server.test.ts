@@ -172,7 +172,8 @@ describe(`server on the fake backend (seed ${seed})`, () => {
 
   test("plain HTTP goes to fetch", async () => {
     const { client } = start({ fetch: (request) => new Response(`hi ${new URL(request.url).pathname}`) });
-    const http = client({ rawRequest: "GET /x HTTP/1.1\r\nHost: a\r\n\r\n" });
+    // Connection: close: the connection is kept alive otherwise.
+    const http = client({ rawRequest: "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" });
     await http.waitClosed();
     expect(http.responseStatus).toBe(200);
     expect(http.responseBody).toBe("hi /x");

@@ -86,7 +86,8 @@ describe("server.upgrade from fetch", () => {
     await badVersion.waitClosed();
     expect(badVersion.responseStatus).toBe(400);
     expect(badVersion.responseBody).toBe("no socket for you");
-    const plain = client({ rawRequest: "GET /page HTTP/1.1\r\nHost: a\r\n\r\n" });
+    // Connection: close: fetch's own 400 keeps the connection alive otherwise.
+    const plain = client({ rawRequest: "GET /page HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" });
     await plain.waitClosed();
     expect(plain.responseStatus).toBe(400);
     expect(results).toEqual([false, false]);

@@ -118,7 +118,8 @@ describe(`malformed Host: 400, nothing logged (fake backend, seed ${seed})`, () 
       fetch: (request) => (urls.push(request.url), new Response("ok")),
     });
     for (const host of ["[::1]:8080", "127.0.0.1", "example.com:80", "xn--bcher-kva.example"]) {
-      const client = await exchange(raw, `GET /p HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      // Connection: close: a 200 now keeps the connection open otherwise (keep-alive).
+      const client = await exchange(raw, `GET /p HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
       expect(client.responseStatus).toBe(200);
     }
     expect(urls).toEqual(["http://[::1]:8080/p", "http://127.0.0.1/p", "http://example.com/p",
@@ -139,7 +140,8 @@ describe("methods reach fetch exactly as sent, or are refused", () => {
     expect(methods).toEqual([]);
     const passed = ["GET", "POST", "PATCH", "DELETE", "OPTIONS", "PROPFIND", "M-SEARCH"];
     for (const method of passed) {
-      const client = await exchange(raw, `${method} / HTTP/1.1\r\nHost: a\r\n\r\n`);
+      // Connection: close: a 200 keeps the connection open otherwise (keep-alive).
+      const client = await exchange(raw, `${method} / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
       expect({ method, status: client.responseStatus }).toEqual({ method, status: 200 });
     }
     expect(methods).toEqual(passed);
@@ -162,20 +164,26 @@ describe("HTTP/1.0", () => {
         new Response("up")),
     });
     for (const request of ["GET /health HTTP/1.0\r\n\r\n",
-      "OPTIONS / HTTP/1.0\r\nUser-Agent: HAProxy\r\n\r\n",
-      "GET /health HTTP/1.0\r\nHost: lb.internal\r\nConnection: keep-alive\r\n\r\n"]) {
+      "OPTIONS / HTTP/1.0\r\nUser-Agent: HAProxy\r\n\r\n"]) {
       const client = await exchange(raw, request);
       expect(client.responseStatus).toBe(200);
       expect(client.responseHead).toContain("Connection: close");
       expect(client.responseBody).toBe("up");
       expect(client.closedReason).toBe(0);
     }
+    // Asking for keep-alive (it used to be closed too): answered, and the connection stays.
+    const kept = raw("GET /health HTTP/1.0\r\nHost: lb.internal\r\nConnection: keep-alive\r\n\r\n");
+    await waitFor(() => kept.responseBody === "up", 3000, "keep-alive answer");
+    expect(kept.responseHead).toContain("Connection: keep-alive");
+    expect(kept.closedReason).toBeUndefined();
     expect(seen).toEqual(["GET /health", "OPTIONS /", "GET /health"]);
   });
 
   test("HEAD is answered without a body (HTTP/1.1 and HTTP/1.0)", async () => {
     const { raw } = start({ fetch: () => new Response("a body") });
-    const requests = ["HEAD /health HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD /health HTTP/1.0\r\n\r\n"];
+    // Connection: close: the HTTP/1.1 one would be kept alive otherwise.
+    const requests = ["HEAD /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+      "HEAD /health HTTP/1.0\r\n\r\n"];
     for (const request of requests) {
       const client = await exchange(raw, request);
       expect(client.responseStatus).toBe(200);
