@@ -28,9 +28,9 @@ export const SEND_DROPPED = 0;
 
 export interface ServerWebSocket<T = undefined> {
   /** Send a string as a text message, or bytes as a binary message. */
-  send(data: string | ArrayBufferView | ArrayBuffer): number;
-  sendText(data: string): number;
-  sendBinary(data: ArrayBufferView | ArrayBuffer): number;
+  send(data: string | ArrayBufferView | ArrayBuffer, compress?: boolean): number;
+  sendText(data: string, compress?: boolean): number;
+  sendBinary(data: ArrayBufferView | ArrayBuffer, compress?: boolean): number;
   /** Start the closing handshake (code 1000 by default; reason ≤ 123 bytes UTF-8). */
   close(code?: number, reason?: string): void;
   /** Drop the TCP connection at once, without a closing handshake. */
@@ -78,6 +78,11 @@ export interface WebSocketOptions {
 export interface WebSocketHandler<T = undefined> extends WebSocketOptions {
   /** `ws.publish` reaches the publishing socket too, when it is subscribed. Default false. */
   publishToSelf?: boolean;
+  /**
+   * Accepted as Bun.serve takes it, not negotiated yet: every connection is uncompressed
+   * (RFC 7692 lets a server decline the extension; clients then send plain frames).
+   */
+  perMessageDeflate?: boolean | { compress?: boolean | string; decompress?: boolean | string };
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**
    * A whole message: text as a string; binary as a `Buffer` (as in Bun.serve) that is
@@ -175,6 +180,17 @@ export interface ServeOptions<T = undefined> {
   fetch?(request: Request, server: Server): Response | undefined | void |
     Promise<Response | undefined | void>;
   websocket: WebSocketHandler<T>;
+  /**
+   * As in Bun.serve: called when `fetch` (or `upgrade`) throws or rejects; its Response is
+   * sent (and the connection closed after it). Without it, or when it fails too: a 500.
+   */
+  error?(error: unknown): Response | Promise<Response>;
+  /**
+   * Bun.serve's `development`: 500 answers carry the error's message and stack. Default
+   * false (Bun's default is true outside NODE_ENV=production: we do not show stacks to
+   * clients unless asked).
+   */
+  development?: boolean;
   /**
    * Testing aid: overwrite each binary message view after `message` returns, so code that
    * keeps a view past the callback reads garbage at once. Default false.

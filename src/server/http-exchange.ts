@@ -45,6 +45,9 @@ export type ExchangePhase = typeof READING | typeof ANSWERING | typeof DONE;
 export const copyRange = (data: Uint8Array, start: number, end: number): Uint8Array =>
   Uint8Array.prototype.slice.call(data, start, end);
 
+/** The `error` option's Response ends the connection (what it answered may have broken it). */
+const AFTER_ERROR: AnsweredRequest = Object.freeze({ method: "GET", version: "1.1", persistent: false });
+
 export abstract class HttpExchange<T> implements ResponseOwner {
   protected conn = -1;
   protected phase: ExchangePhase = READING;
@@ -61,6 +64,8 @@ export abstract class HttpExchange<T> implements ResponseOwner {
   protected served = 0;
   /** The response being written, if any. */
   protected writer: ResponseWriter | undefined = undefined;
+  /** The `error` option was called for this request (its own failure gets a plain 500). */
+  private inErrorHandler = false;
 
   constructor(protected readonly core: HandshakeHost<T>) {}
 
@@ -71,6 +76,7 @@ export abstract class HttpExchange<T> implements ResponseOwner {
   protected begin(conn: number): void {
     this.conn = conn;
     this.phase = READING;
+    this.inErrorHandler = false;
     this.parser = this.core.takeRequestParser();
     this.held = undefined;
     this.paused = false;
@@ -151,11 +157,44 @@ export abstract class HttpExchange<T> implements ResponseOwner {
     this.core.transport.resume(this.conn);
   }
 
-  /** A hook threw or rejected, or its answer cannot be sent: log, answer 500. */
+  /**
+   * A hook threw or rejected, or its answer cannot be sent. As in Bun.serve: the `error`
+   * option's Response when there is one (then the connection closes after it), else a
+   * logged 500 (with the error's message and stack under `development`).
+   */
   protected hookFailed(error: unknown): void {
-    console.error("hioload-ws: the upgrade/fetch hook failed:", error);
     // After server.upgrade the connection is a WebSocket: nothing HTTP is sent on it.
-    if (!this.accepted) this.respond(buildErrorResponse(500, "internal server error"));
+    if (this.accepted) {
+      console.error("hioload-ws: the upgrade/fetch hook failed after upgrading:", error);
+      return;
+    }
+    const onError = this.core.options.error;
+    if (onError !== undefined && !this.inErrorHandler) {
+      this.inErrorHandler = true;
+      let answer: unknown;
+      try {
+        answer = onError(error);
+      } catch (failure) {
+        this.serverError(failure);
+        return;
+      }
+      Promise.resolve(answer).then((response) => {
+        if (this.abandoned) return;
+        if (response instanceof Response) this.respondWith(response, AFTER_ERROR);
+        else this.serverError(new TypeError("the error handler returned no Response"));
+      }, (failure) => {
+        if (!this.abandoned) this.serverError(failure);
+      });
+      return;
+    }
+    this.serverError(error);
+  }
+
+  private serverError(error: unknown): void {
+    console.error("hioload-ws: the upgrade/fetch hook failed:", error);
+    const detail = this.core.options.development && error instanceof Error
+      ? `internal server error\n\n${error.stack ?? error.message}` : "internal server error";
+    this.respond(buildErrorResponse(500, detail));
   }
 
   /** Writes a hook's Response (see http-response-writer.ts); its end is reported below. */

@@ -24,6 +24,10 @@ export interface ResolvedOptions<T> {
   reusePort: boolean;
   upgrade: ServeOptions<T>["upgrade"];
   fetch: ServeOptions<T>["fetch"];
+  /** Bun's `error(err)`: the Response for a request whose hook failed. */
+  error: ServeOptions<T>["error"];
+  /** 500 bodies carry the error's stack (Bun's `development`); default false. */
+  development: boolean;
   websocket: WebSocketHandler<T>;
   poisonMessageViews: boolean;
   transport: Record<string, unknown>;
@@ -105,6 +109,8 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
     reusePort: options.reusePort ?? false,
     upgrade: options.upgrade,
     fetch: options.fetch,
+    error: options.error,
+    development: options.development ?? false,
     websocket: options.websocket,
     poisonMessageViews: options.poisonMessageViews ?? false,
     transport: { ...(options.transport ?? {}) },

@@ -152,3 +152,53 @@ describe("server.upgrade from fetch", () => {
     await waitFor(() => server.pendingWebSockets === 0, 2000, "the socket counted out");
   });
 });
+
+describe("Bun.serve's error and development options", () => {
+  const plainGet = "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+
+  test("a throwing fetch is answered with error()'s Response", async () => {
+    const seen: unknown[] = [];
+    const { client } = start({
+      fetch() {
+        throw new Error("db down");
+      },
+      error(error) {
+        seen.push(error);
+        return new Response("sorry", { status: 503 });
+      },
+    });
+    const http = client({ rawRequest: plainGet });
+    await http.waitClosed();
+    expect(http.responseStatus).toBe(503);
+    expect(http.responseBody).toBe("sorry");
+    expect((seen[0] as Error).message).toBe("db down");
+  });
+
+  test("an async fetch that rejects, and an error handler that fails: 500", async () => {
+    const { client } = start({
+      fetch: async () => {
+        throw new Error("late");
+      },
+      error: () => {
+        throw new Error("the handler too");
+      },
+    });
+    const http = client({ rawRequest: plainGet });
+    await http.waitClosed();
+    expect(http.responseStatus).toBe(500);
+    expect(http.responseBody).not.toContain("the handler too"); // no stack by default
+  });
+
+  test("development: the 500 carries the error's stack; without it, it does not", async () => {
+    const failing = () => {
+      throw new Error("visible in development");
+    };
+    const dev = start({ fetch: failing, development: true }).client({ rawRequest: plainGet });
+    await dev.waitClosed();
+    expect(dev.responseStatus).toBe(500);
+    expect(dev.responseBody).toContain("visible in development");
+    const prod = start({ fetch: failing }).client({ rawRequest: plainGet });
+    await prod.waitClosed();
+    expect(prod.responseBody).not.toContain("visible in development");
+  });
+});
