@@ -71,6 +71,8 @@ export const ErrorCode = {
   CLOSE_CODE_NOT_SENDABLE: "WS_ERR_CLOSE_CODE_NOT_SENDABLE",
   /** A pub/sub topic that is not a string. */
   BAD_TOPIC: "WS_ERR_BAD_TOPIC",
+  /** `ws.binaryType` set to something other than nodebuffer, arraybuffer or uint8array. */
+  BAD_BINARY_TYPE: "WS_ERR_BAD_BINARY_TYPE",
 
   // ---- what upgrade/fetch hooks answer (src/protocol)
   /** An upgrade hook chose a subprotocol the client did not offer. */

@@ -26,6 +26,8 @@ export type ReadyState = (typeof ReadyState)[keyof typeof ReadyState];
 export const SEND_BACKPRESSURE = -1;
 export const SEND_DROPPED = 0;
 
+export type BinaryType = "nodebuffer" | "arraybuffer" | "uint8array";
+
 export interface ServerWebSocket<T = undefined> {
   /** Send a string as a text message, or bytes as a binary message. */
   send(data: string | ArrayBufferView | ArrayBuffer, compress?: boolean): number;
@@ -47,6 +49,13 @@ export interface ServerWebSocket<T = undefined> {
   readonly readyState: ReadyState;
   /** The negotiated subprotocol, or "" */
   readonly protocol: string;
+  /**
+   * What binary messages are handed as, as in Bun: "nodebuffer" (default, a Buffer),
+   * "arraybuffer" (an ArrayBuffer of the message's own: a copy, kept safely), "uint8array"
+   * (a Uint8Array; from 129 bytes a view valid during the handler, whose slice() copies).
+   * The `message` handler's type stays `string | Buffer`, as Bun's does.
+   */
+  binaryType: BinaryType;
   /** Receive messages published to `topic` (a string). */
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;

@@ -4,7 +4,9 @@
  * answer the peer as RFC 6455 §5.5 requires. Nothing here allocates per message except the
  * string of a text message and the view of a binary one.
  */
-import { ReadyState, SEND_BACKPRESSURE, SEND_DROPPED, type ServerWebSocket } from "../api/websocket.ts";
+import {
+  ReadyState, SEND_BACKPRESSURE, SEND_DROPPED, type BinaryType, type ServerWebSocket,
+} from "../api/websocket.ts";
 import { ErrorCode, UsageError } from "../api/errors.ts";
 import { ENOBUFS } from "../api/errno.ts";
 import { CloseMode } from "../api/transport.ts";
@@ -19,7 +21,7 @@ import {
   frameHeaderSize, writeCloseFrame, writeControlFrame, writeFrameHeader,
 } from "../protocol/frame-writer.ts";
 import { LENDABLE_BYTES } from "./message-buffers.ts";
-import { isMessageView, messageBytes } from "./message-view.ts";
+import { COPY_MAX, isMessageView, messageBytes } from "./message-view.ts";
 import type { SocketHost } from "./hosts.ts";
 import type { PublishedFrame } from "./topics.ts";
 import { viewBytes } from "./outgoing-bytes.ts";
@@ -44,6 +46,12 @@ export const BACKPRESSURE_HIGH_WATER = 64 * 1024;
 export const MAX_PONGS_QUEUED = 1024;
 /** sendState bit: the socket was evicted. */
 const EVICTED = 1 << 30;
+/** sendState bits 27-28: binaryType (0 nodebuffer, 1 arraybuffer, 2 uint8array). */
+const BINARY_TYPE_SHIFT = 27;
+const BINARY_TYPE_MASK = 3 << BINARY_TYPE_SHIFT;
+/** What queueEmptied keeps of sendState. */
+const KEPT_STATE = EVICTED | BINARY_TYPE_MASK;
+const BINARY_TYPES: readonly BinaryType[] = ["nodebuffer", "arraybuffer", "uint8array"];
 
 /** How a socket closed: the code and reason reported to `close`. */
 interface CloseRecord {
@@ -105,6 +113,19 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     this.protocol = protocol;
   }
 
+  get binaryType(): BinaryType {
+    return BINARY_TYPES[(this.sendState & BINARY_TYPE_MASK) >>> BINARY_TYPE_SHIFT];
+  }
+
+  set binaryType(type: BinaryType) {
+    const index = BINARY_TYPES.indexOf(type);
+    if (index < 0) {
+      throw new UsageError(ErrorCode.BAD_BINARY_TYPE,
+        `binaryType is "nodebuffer", "arraybuffer" or "uint8array", not ${JSON.stringify(type)}`);
+    }
+    this.sendState = (this.sendState & ~BINARY_TYPE_MASK) | (index << BINARY_TYPE_SHIFT);
+  }
+
   /** A send returned backpressure and `drain` has not been called since. */
   get needsDrain(): boolean {
     return (this.sendState & 1) !== 0;
@@ -116,7 +137,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    */
   queueEmptied(): boolean {
     const due = (this.sendState & 1) !== 0;
-    this.sendState &= EVICTED;
+    this.sendState &= KEPT_STATE;
     return due;
   }
 
@@ -460,6 +481,12 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       receivedBytes = EMPTY;
       return;
     }
+    const binaryType = this.sendState & BINARY_TYPE_MASK;
+    if (binaryType !== 0) {
+      // Handed as the type asked for; the handler's declared type stays Buffer (as Bun's).
+      core.invokeMessage(this, otherBinary(binaryType >>> BINARY_TYPE_SHIFT, data, start, end) as Buffer);
+      return;
+    }
     const message = messageBytes(data, start, end);
     core.invokeMessage(this, message);
     if (core.options.poisonMessageViews && isMessageView(message)) message.fill(0xdd);
@@ -470,7 +497,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     // Pongs leave even past backpressureLimit, so they are bounded by count: a peer that
     // pings without reading the answers would otherwise fill the shared send memory.
     this.sendState += 2;
-    if (((this.sendState & ~EVICTED) >>> 1) > MAX_PONGS_QUEUED) {
+    if (((this.sendState & ~KEPT_STATE) >>> 1) > MAX_PONGS_QUEUED) {
       this.core.counters.protocolErrors++;
       this.evict(CLOSE_POLICY_VIOLATION, "pongs not read");
       return;
@@ -514,4 +541,11 @@ function checkTopic(topic: string): string {
     throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
   }
   return topic;
+}
+
+/** A binary message as an ArrayBuffer of its own (1) or a Uint8Array (2, see binaryType). */
+function otherBinary(type: number, data: Uint8Array, start: number, end: number): ArrayBuffer | Uint8Array {
+  if (type === 1) return data.buffer.slice(data.byteOffset + start, data.byteOffset + end) as ArrayBuffer;
+  if (end - start <= COPY_MAX) return Uint8Array.prototype.slice.call(data, start, end);
+  return new Uint8Array(data.buffer, data.byteOffset + start, end - start);
 }
