@@ -393,4 +393,28 @@ describe("SendQueues against a model: copies and loans in any order", () => {
     expect(queues.append(1, bytes(20), 0, 20)).toBe(20);
     expect(queues.append(2, bytes(CHUNK * 2 + 1), 0, CHUNK * 2 + 1)).toBe(-ENOBUFS);
   });
+
+  test("loan entries grow on demand up to the cap, and every one comes back", () => {
+    const source = new ArrayChunks(4);
+    const area = new Uint8Array(4 * MESSAGE_AREA_SIZE);
+    const cap = 2500;
+    const headers = { address: LOAN_HEADERS_AT, view: new Uint8Array(cap * LOAN_HEADER_SIZE) };
+    const queues = new SendQueues(4, source, CHUNK, 4, { address: 0x20_0000, segment: () => area },
+      headers, cap, NO_SMALL);
+    let given = 0;
+    const lender = { giveBack: () => void given++ };
+    for (let i = 0; i < cap; i++) {
+      expect(queues.appendLoan(i % 4, bytes(2), 0, 2, 0x90_0000 + i * 10, 8, lender, i)).toBe(10);
+    }
+    expect(queues.loansOut).toBe(cap);
+    expect(queues.appendLoan(0, bytes(2), 0, 2, 0x90_0000, 8, lender, 0)).toBe(-ENOBUFS);
+    // The first send of connection 1 gathers its first loans: header and payload iovecs.
+    expect(queues.prepare(1)).toBe(2);
+    expect(queues.sendLength).toBe(8 * 10); // 16 iovecs: 8 loans of two
+    expect(queues.complete(1, 80)).toBe(false);
+    expect(given).toBe(8);
+    for (const conn of [0, 1, 2, 3]) queues.clear(conn);
+    expect(given).toBe(cap);
+    expect(queues.loansOut).toBe(0);
+  });
 });

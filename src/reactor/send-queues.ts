@@ -15,7 +15,8 @@
  * The first entry of an empty queue, when the bytes fit, is a small slot (SMALL_SLOT_SIZE)
  * from a pool of its own instead of a chunk: a chat line published to a room of 10,000
  * sockets takes 10,000 small slots, not 10,000 chunks (160 MiB, past the whole pool). Bytes
- * that follow go to chunks as before. Entry ids: chunks, then loans, then small slots.
+ * that follow go to chunks as before. Entry ids: chunks, then small slots, then loans (the
+ * loan entries grow on demand, doubling up to the cap the caller gives).
  */
 import { ENOBUFS } from "../api/errno.ts";
 import { assert } from "../api/errors.ts";
@@ -59,8 +60,10 @@ export interface MessageAreas {
 }
 
 const TWO_32 = 0x1_0000_0000;
-/** Loans queued at once by default, over all connections. */
-export const LOANS_MAX = 1024;
+/** Loans queued at once at most, over all connections (a publish to 10,000 sockets with 4
+ * in flight takes 40,000); entries start at LOANS_INITIAL and double as needed. */
+export const LOANS_MAX = 1 << 18;
+const LOANS_INITIAL = 1024;
 /** Room for a loan's header (a WebSocket frame header is at most 14 bytes). */
 export const LOAN_HEADER_SIZE = 16;
 /** Size of a small slot (see the module comment): a short frame or a 101 response. */
@@ -78,9 +81,13 @@ export class SendQueues {
 
   private readonly chunks: ChunkSource;
   private readonly chunkSize: number;
-  /** Small slots, and the entry id of small slot 0 (after the chunks and the loans). */
+  /** Small slots, and the entry id of small slot 0 (after the chunks). */
   private readonly small: ChunkSource;
   private readonly smallBase: number;
+  /** Entry id of loan 0 (after the small slots); loans in use now at most, and the cap. */
+  private readonly loanBase: number;
+  private loanCount: number;
+  private readonly loanMax: number;
   private head: Int32Array;
   private tail: Int32Array;
   private headOffset: Int32Array;
@@ -92,18 +99,18 @@ export class SendQueues {
   private inFlightEndsUnit: Uint8Array;
   private readonly chunkCount: number;
   /** Per entry (chunk or loan): the next entry of its chain, and its bytes. */
-  private readonly chunkNext: Int32Array;
-  private readonly chunkLength: Int32Array;
+  private chunkNext: Int32Array;
+  private chunkLength: Int32Array;
   /** Per entry: 1 when its last byte is the last byte of a unit (an append ended there). */
-  private readonly unitEnds: Uint8Array;
-  // Loans, indexed by entry id - chunkCount.
-  private readonly loanAddress: Float64Array;
+  private unitEnds: Uint8Array;
+  // Loans, indexed by entry id - loanBase.
+  private loanAddress: Float64Array;
   /** Bytes of the loan's header (in its slot of loanHeaders), sent before the payload. */
-  private readonly loanHeaderLength: Uint8Array;
+  private loanHeaderLength: Uint8Array;
   private readonly loanHeaders: LoanHeaderArea;
-  private readonly loanToken: Int32Array;
+  private loanToken: Int32Array;
   private readonly loanLender: (Lender | undefined)[];
-  private readonly freeLoans: Int32Array;
+  private freeLoans: Int32Array;
   private freeLoanCount: number;
   private readonly messageAreas: MessageAreas;
   /** Word views of the message area segments, made on first SENDMSG in each. */
@@ -111,13 +118,16 @@ export class SendQueues {
   private readonly messageAddress: number;
 
   /**
-   * @param loanHeaders native room for loanCount headers (LOAN_HEADER_SIZE each).
-   * @param loanCount loans queued at once, over all connections (beyond, callers copy).
+   * @param loanHeaders native room for loanMax headers (LOAN_HEADER_SIZE each).
+   * @param loanMax loans queued at once, over all connections (beyond, callers copy).
    */
   constructor(maxConnections: number, chunks: ChunkSource, chunkSize: number,
     chunkCount: number, messageAreas: MessageAreas, loanHeaders: LoanHeaderArea,
-    loanCount: number, small: ChunkSource & { readonly capacity: number }) {
-    assert(loanHeaders.view.byteLength >= loanCount * LOAN_HEADER_SIZE, "room for every loan's header");
+    loanMax: number, small: ChunkSource & { readonly capacity: number }) {
+    assert(loanHeaders.view.byteLength >= loanMax * LOAN_HEADER_SIZE, "room for every loan's header");
+    const loanCount = Math.min(loanMax, LOANS_INITIAL);
+    this.loanMax = loanMax;
+    this.loanCount = loanCount;
     this.loanHeaders = loanHeaders;
     this.loanHeaderLength = new Uint8Array(loanCount);
     this.chunks = chunks;
@@ -131,8 +141,9 @@ export class SendQueues {
     this.atUnitStart = new Uint8Array(maxConnections).fill(1);
     this.inFlightEndsUnit = new Uint8Array(maxConnections);
     this.small = small;
-    this.smallBase = chunkCount + loanCount;
-    const entries = chunkCount + loanCount + small.capacity;
+    this.smallBase = chunkCount;
+    this.loanBase = chunkCount + small.capacity;
+    const entries = this.loanBase + loanCount;
     this.chunkNext = new Int32Array(entries).fill(-1);
     this.chunkLength = new Int32Array(entries);
     this.unitEnds = new Uint8Array(entries);
@@ -211,7 +222,7 @@ export class SendQueues {
     assert(length > 0, "a loan of no bytes");
     const headerLength = headerEnd - headerStart;
     assert(headerLength <= LOAN_HEADER_SIZE, "a loan's header fits its slot");
-    if (this.freeLoanCount === 0) return -ENOBUFS;
+    if (this.freeLoanCount === 0 && !this.growLoans()) return -ENOBUFS;
     const loan = this.freeLoans[--this.freeLoanCount];
     const slot = this.loanHeaders.view;
     const at = loan * LOAN_HEADER_SIZE;
@@ -220,7 +231,7 @@ export class SendQueues {
     this.loanAddress[loan] = address;
     this.loanToken[loan] = token;
     this.loanLender[loan] = lender;
-    const id = this.chunkCount + loan;
+    const id = this.loanBase + loan;
     this.chunkLength[id] = headerLength + length;
     this.unitEnds[id] = 1;
     this.link(conn, id);
@@ -230,7 +241,26 @@ export class SendQueues {
 
   /** Loans queued now, over all connections. */
   get loansOut(): number {
-    return this.loanLender.length - this.freeLoanCount;
+    return this.loanCount - this.freeLoanCount;
+  }
+
+  /** Every loan entry is taken: double them (up to loanMax). False at the cap. */
+  private growLoans(): boolean {
+    const old = this.loanCount;
+    const count = Math.min(this.loanMax, old * 2);
+    if (count <= old) return false;
+    const entries = this.loanBase + count;
+    this.chunkNext = grown(this.chunkNext, entries, -1);
+    this.chunkLength = grown(this.chunkLength, entries);
+    this.unitEnds = grown(this.unitEnds, entries);
+    this.loanAddress = grown(this.loanAddress, count);
+    this.loanHeaderLength = grown(this.loanHeaderLength, count);
+    this.loanToken = grown(this.loanToken, count);
+    for (let i = old; i < count; i++) this.loanLender.push(undefined);
+    this.freeLoans = grown(this.freeLoans, count);
+    for (let loan = count - 1; loan >= old; loan--) this.freeLoans[this.freeLoanCount++] = loan;
+    this.loanCount = count;
+    return true;
   }
 
   private hasRoom(conn: number, length: number): boolean {
@@ -245,7 +275,7 @@ export class SendQueues {
   /** Bytes entry `id` can hold: a chunk's size, a small slot's, 0 for a loan (never appended to). */
   private capacityOf(id: number): number {
     if (id < this.chunkCount) return this.chunkSize;
-    return id >= this.smallBase ? SMALL_SLOT_SIZE : 0;
+    return id < this.loanBase ? SMALL_SLOT_SIZE : 0;
   }
 
   /** The memory of chunk or small-slot entry `id`. */
@@ -258,7 +288,7 @@ export class SendQueues {
   }
 
   private isLoan(id: number): boolean {
-    return id >= this.chunkCount && id < this.smallBase;
+    return id >= this.loanBase;
   }
 
   /**
@@ -360,7 +390,7 @@ export class SendQueues {
       if (!this.isLoan(id)) {
         writeIovec(words, base, count++, this.addressOf(id) + skip, end - skip);
       } else {
-        const loan = id - this.chunkCount;
+        const loan = id - this.loanBase;
         const headerLength = this.loanHeaderLength[loan];
         if (skip < headerLength) {
           const headerEnd = Math.min(headerLength, end);
@@ -448,11 +478,11 @@ export class SendQueues {
       this.chunks.release(id);
       return;
     }
-    if (id >= this.smallBase) {
+    if (id < this.loanBase) {
       this.small.release(id - this.smallBase);
       return;
     }
-    const loan = id - this.chunkCount;
+    const loan = id - this.loanBase;
     const lender = this.loanLender[loan]!;
     this.loanLender[loan] = undefined;
     this.freeLoans[this.freeLoanCount++] = loan;
