@@ -186,7 +186,7 @@ export interface ServeOptions<T = undefined> {
    * only when there is no `upgrade` hook; without either, they are accepted. Without
    * `fetch`, plain requests get 426 Upgrade Required.
    */
-  fetch?(request: Request, server: Server): Response | undefined | void |
+  fetch?(request: Request, server: Server<T>): Response | undefined | void |
     Promise<Response | undefined | void>;
   websocket: WebSocketHandler<T>;
   /**
@@ -255,7 +255,11 @@ export interface PubSubStats {
   readonly dropped: number;
 }
 
-export interface Server {
+/**
+ * The running server. Generic in the sockets' `data` type as Bun's `Server<T>` is, so both
+ * `Server` and `Server<Data>` annotations compile.
+ */
+export interface Server<T = undefined> {
   readonly port: number;
   readonly hostname: string;
   /** `http://hostname:port/`, as Bun.serve's `server.url`. */
@@ -279,7 +283,7 @@ export interface Server {
    * queued and the socket is open (its `open` handler has run, as in Bun); false when the
    * request is not a valid upgrade request, was already upgraded, or `fetch` has settled.
    */
-  upgrade<D = undefined>(request: Request, options?: FetchUpgradeOptions<D>): boolean;
+  upgrade<D = T>(request: Request, options?: FetchUpgradeOptions<D>): boolean;
   /** Send to every subscriber of `topic` (framed once); ws.publish's return values. */
   publish(topic: string, data: string | ArrayBufferView | ArrayBuffer, compress?: boolean): number;
   /** Sockets subscribed to `topic`. */
