@@ -15,6 +15,7 @@ import { serve } from "../../src/server/serve.ts";
 import { describeEachBackend } from "../support/backends.ts";
 import { waitFor, withTimeout } from "../support/wait-for.ts";
 import { TestWsClient } from "../support/ws-client.ts";
+import { capturingErrors } from "./http-support.ts";
 
 const seed = Number(process.env.HIOLOAD_FAKE_SEED ?? 11);
 const running: Server[] = [];
@@ -48,19 +49,6 @@ function start(options: Partial<ServeOptions<undefined>> = {},
   const raw = (rawRequest: string) =>
     TestWsClient.connect(clientTransport, server.port, { rawRequest });
   return { server, clock, clientTransport, raw };
-}
-
-/** Runs `body` with console.error recorded instead of printed; returns what was logged. */
-async function capturingErrors(body: () => Promise<void>): Promise<unknown[][]> {
-  const logged: unknown[][] = [];
-  const original = console.error;
-  console.error = (...args: unknown[]) => void logged.push(args);
-  try {
-    await body();
-  } finally {
-    console.error = original;
-  }
-  return logged;
 }
 
 /** Sends `request`, waits for the answer and the close; returns the client. */
