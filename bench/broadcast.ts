@@ -10,7 +10,12 @@
  * medians of alternated repeats:
  *
  *   bun bench/broadcast.ts [--receivers 50] [--size 65536] [--window 4] [--seconds 3] [--repeats 3]
- *                          [--servers "hioload-ws (publish),Bun.serve (publish)"]
+ *                          [--servers "hioload-ws (publish),Bun.serve (publish)"] [--threads 0]
+ *
+ * --threads N runs the hioload-ws publish server with `threads: N` (pub/sub then crosses
+ * workers: the receivers land on every worker; the send loop stays on one thread). That
+ * server is then not pinned to CPU 0: its workers pin themselves to CPUs 0..N-1, so on 2
+ * CPUs the client on CPU 1 shares it with worker 1.
  *
  * Both servers run twice: with a ws.send loop over every socket (hioload-ws queues a
  * received message of 16 KiB or more once as a loan for every socket) and with pub/sub
@@ -33,6 +38,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "3" },
     repeats: { type: "string", default: "3" },
     servers: { type: "string" }, // a comma-separated subset of the server names below
+    threads: { type: "string", default: "0" }, // hioload-ws servers: serve({ threads })
     client: { type: "string" }, // internal: run the client against this port
   },
 });
@@ -40,6 +46,7 @@ const receivers = Number(values.receivers);
 const size = Number(values.size);
 const windowSize = Number(values.window);
 const seconds = Number(values.seconds);
+const threads = Number(values.threads);
 
 if (values.client !== undefined) {
   console.log(JSON.stringify(await runClient(Number(values.client))));
@@ -61,10 +68,12 @@ function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
-interface ServerSpec { name: string; cmd: (port: number) => string[] }
+/** `threaded`: the server takes --threads (and then runs unpinned: its workers pin themselves). */
+interface ServerSpec { name: string; cmd: (port: number) => string[]; threaded?: boolean }
 const servers: ServerSpec[] = ([
-  { name: "hioload-ws (send loop)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/hioload-broadcast.ts"), String(port), "loop"] },
-  { name: "hioload-ws (publish)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/hioload-broadcast.ts"), String(port), "publish"] },
+  // A send loop reaches its own worker's sockets only: always one thread.
+  { name: "hioload-ws (send loop)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/hioload-broadcast.ts"), String(port), "loop", "0"] },
+  { name: "hioload-ws (publish)", threaded: true, cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/hioload-broadcast.ts"), String(port), "publish", String(threads)] },
   { name: "Bun.serve (send loop)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/bun-serve-broadcast.ts"), String(port), "loop"] },
   { name: "Bun.serve (publish)", cmd: (port) => [process.execPath, join(repositoryRoot, "bench/servers/bun-serve-broadcast.ts"), String(port), "publish"] },
 ] as ServerSpec[]).filter((s) => values.servers === undefined || values.servers.split(",").includes(s.name));
@@ -73,7 +82,8 @@ const results = new Map<string, Row[]>();
 let port = 19_500;
 for (let repeat = 0; repeat < Number(values.repeats); repeat++) {
   for (const spec of servers) {
-    const server = Bun.spawn(pinned(0, spec.cmd(port)), { stdout: "pipe", stderr: "inherit" });
+    const cmd = spec.cmd(port);
+    const server = Bun.spawn(spec.threaded && threads > 0 ? cmd : pinned(0, cmd), { stdout: "pipe", stderr: "inherit" });
     const reader = server.stdout.getReader();
     await reader.read();
     reader.releaseLock();
@@ -111,7 +121,7 @@ for (let repeat = 0; repeat < Number(values.repeats); repeat++) {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`Broadcast: ${receivers} receivers × ${size} B, ${windowSize} in flight, median of ` +
-  `${values.repeats} × ${seconds} s`);
+  `${values.repeats} × ${seconds} s${threads > 0 ? `, hioload-ws with threads: ${threads}` : ""}`);
 console.log("| server | deliveries/s | delivered MB/s | broadcasts/s | server CPU ms per million deliveries | per GB |");
 console.log("|---|---:|---:|---:|---:|---:|");
 const fmt = (n: number) => Math.round(n).toLocaleString("en");

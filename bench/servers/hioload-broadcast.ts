@@ -2,17 +2,24 @@
  * Peer for bench/broadcast.ts (hioload-ws): every message goes to every connected socket,
  * either with a loop of ws.send (argv[3] "loop") or pub/sub (argv[3] "publish": every socket
  * subscribes to one topic, and the sender publishes to it and sends itself a copy, as the
- * Bun.serve peer does).
+ * Bun.serve peer does). argv[4] (or THREADS): serve({ threads }), 0 by default; with
+ * threads the "loop" mode reaches only the sender's worker's sockets, "publish" every worker's.
  */
+import { isMainThread } from "node:worker_threads";
 import { serve } from "../../src/index.ts";
 import type { ServerWebSocket } from "../../src/api/websocket.ts";
 
-const mode = process.argv[3] ?? "loop";
+// Workers re-run this module without argv (Bun gives them none): they read it from the env.
+if (isMainThread) process.env.HIOLOAD_BROADCAST_ARGS = JSON.stringify(process.argv.slice(2));
+const args: string[] = JSON.parse(process.env.HIOLOAD_BROADCAST_ARGS ?? "[]");
+const mode = args[1] ?? "loop";
+const threads = Number(args[2] ?? process.env.THREADS ?? 0);
 const peers = new Set<ServerWebSocket>();
 const server = serve({
-  port: Number(process.argv[2] ?? 9003),
+  port: Number(args[0] ?? 9003),
   hostname: "127.0.0.1",
   maxConnections: 65_536,
+  threads,
   websocket: {
     maxPayloadLength: 16 * 1024 * 1024,
     open(ws) {
@@ -31,4 +38,4 @@ const server = serve({
   },
 });
 await server.ready;
-console.log(`hioload-ws broadcast (${mode}) listening on :${server.port}`);
+if (isMainThread) console.log(`hioload-ws broadcast (${mode}) listening on :${server.port}${threads > 0 ? `, ${threads} threads` : ""}`);

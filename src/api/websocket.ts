@@ -253,6 +253,17 @@ export interface PubSubStats {
   readonly delivered: number;
   /** Messages a subscriber's backpressure limit dropped (or closed it for). */
   readonly dropped: number;
+  /** With threads: messages written to other workers' rings (one per worker, not per subscriber). */
+  readonly sentToWorkers: number;
+  /** With threads: messages read from other workers' rings and delivered here. */
+  readonly receivedFromWorkers: number;
+  /**
+   * With threads: messages for another worker given up on (32 MiB already waited for it,
+   * or it died first; also logged).
+   */
+  readonly droppedToWorkers: number;
+  /** With threads: messages waiting now for room in another worker's ring. */
+  readonly queuedToWorkers: number;
 }
 
 /**

@@ -4,13 +4,22 @@
  * supervises: it restarts a worker that dies, sums their stats, fans out shutdown. Each
  * worker re-runs the entry module; its `serve()` call finds its assignment here and serves
  * on its own pinned CPU with its own ring, SO_REUSEPORT listener and NUMA-local pools.
+ *
+ * Pub/sub crosses workers on the worker bus (worker-bus.ts): the supervisor makes the rings
+ * (bus-table.ts), hands a starting worker those to every node alive, tells the others of it
+ * (and of its death), and is a node itself, so `server.publish` and `subscriberCount` work here.
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { ErrorCode, UsageError } from "../api/errors.ts";
 import type { TransportStats } from "../api/transport.ts";
 import type { Server, ServerStats } from "../api/websocket.ts";
+import { OPCODE_BINARY, OPCODE_TEXT } from "../protocol/constants.ts";
 import { allowedCpus, nodeOfCpu, pinThreadToCpu } from "../reactor/affinity.ts";
 import { closeSocket, reservePort } from "../reactor/sockets.ts";
+import { BusTable } from "./bus-table.ts";
+import { viewBytes } from "./outgoing-bytes.ts";
+import type { WorkerPubSubCounters, WorkerPubSubStats } from "./topics.ts";
+import { WorkerBus, type BusAssignment, type PeerLinks } from "./worker-bus.ts";
 
 /** What the main thread tells a worker. */
 export interface WorkerAssignment {
@@ -19,9 +28,16 @@ export interface WorkerAssignment {
   /** NUMA node of `cpu`, -1 when unknown. */
   node: number;
   port: number;
+  /** This worker's node on the worker bus: its rings to every node alive when it started. */
+  bus?: BusAssignment;
 }
 
-type ToWorker = { type: "stop"; graceful: boolean };
+type ToWorker =
+  | { type: "stop"; graceful: boolean }
+  /** A node started (or was replaced): talk to it through these rings. */
+  | { type: "bus-peer"; links: PeerLinks }
+  /** A node died: read what it wrote, forget its subscribers. */
+  | { type: "bus-peer-gone"; index: number };
 type FromWorker =
   | { type: "ready" }
   | { type: "failed"; message: string }
@@ -52,8 +68,11 @@ export function enterAssignment(assignment: WorkerAssignment): void {
 
 type Report = (message: FromWorker) => void;
 
-/** Wire a worker's server to the supervisor: ready/failure, periodic stats, stop. */
-export function reportToSupervisor(start: () => Server): Server | undefined {
+/**
+ * Wire a worker's server to the supervisor: ready/failure, periodic stats, stop, and the
+ * bus's news of other workers.
+ */
+export function reportToSupervisor(start: () => Server, bus: WorkerBus | undefined): Server | undefined {
   const port = parentPort!;
   const report: Report = (message) => port.postMessage(message);
   failOnUnhandledRejection(report);
@@ -62,16 +81,22 @@ export function reportToSupervisor(start: () => Server): Server | undefined {
     server = start();
   } catch (error) {
     report({ type: "failed", message: String(error) });
+    bus?.close();
     return undefined;
   }
   const timer = setInterval(() => report({ type: "stats", stats: server.stats() }), STATS_INTERVAL_MS);
   let phase: "serving" | "stopping" | "stopped" = "serving";
   port.on("message", (message: ToWorker) => {
+    if (message.type === "bus-peer") bus?.addPeer(message.links);
+    else if (message.type === "bus-peer-gone") bus?.removePeer(message.index);
     if (message.type !== "stop") return;
     if (phase === "serving") {
       phase = "stopping";
       clearInterval(timer);
-      void stopAndReport(server, message.graceful, report).then(() => (phase = "stopped"));
+      void stopAndReport(server, message.graceful, report).then(() => {
+        phase = "stopped";
+        bus?.close();
+      });
     } else if (phase === "stopping" && !message.graceful) {
       void server.stop(false); // stop(false) during a graceful stop: abort what it still waits for
     }
@@ -157,9 +182,17 @@ class Supervisor {
   private stopping: Promise<void> | undefined;
   private stragglerTimer: ReturnType<typeof setTimeout> | undefined;
   private stragglerDeadline = Infinity;
+  /** The rings between the workers and this thread; this thread's own node on them. */
+  private readonly busTable: BusTable;
+  private readonly bus: WorkerBus;
+  /** server.publish calls here that went to at least one worker. */
+  private published = 0;
 
   constructor(count: number, private readonly options: SupervisorOptions) {
     this.reservation = reservePort(options.hostname, options.port);
+    this.busTable = new BusTable(count);
+    this.bus = new WorkerBus(this.busTable.mainAssignment());
+    this.bus.start(() => {}); // workers send it counts, never messages (it has no subscribers)
     const cpus = allowedCpus();
     this.slots = Array.from({ length: count }, (_, index) => {
       const cpu = cpus[index % cpus.length];
@@ -182,14 +215,26 @@ class Supervisor {
       ready,
       threads: count,
       stop: (graceful = true) => this.stop(graceful),
-      stats: () => sumStats(this.slots.map((slot) => slot.stats).filter((s) => s !== undefined)),
+      stats: () => sumStats(this.slots.map((slot) => slot.stats).filter((s) => s !== undefined),
+        { published: this.published, ...this.bus.stats() }),
       // Requests reach the workers' servers, never this one.
       upgrade: () => false,
       requestIP: () => null,
-      // Sockets and topics live in the workers: the main thread has none to count or reach.
-      publish: () => notInWorkers("server.publish"),
-      subscriberCount: () => notInWorkers("server.subscriberCount"),
+      // Sockets live in the workers: publish goes to those with subscribers, counts are theirs.
+      publish: (topic, data) => this.publish(topic, data),
+      subscriberCount: (topic) => this.bus.remoteCount(topic),
     };
+  }
+
+  /** To every worker with subscribers of `topic`: the byte count (1 if empty) when one had some, else 0. */
+  private publish(topic: string, data: string | ArrayBufferView | ArrayBuffer): number {
+    if (typeof topic !== "string") throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
+    const text = typeof data === "string";
+    const bytes = text ? Buffer.from(data, "utf8") : viewBytes(data);
+    const workers = this.bus.forward(topic, text ? OPCODE_TEXT : OPCODE_BINARY, bytes, 0, bytes.length);
+    if (workers === 0) return 0;
+    this.published++;
+    return bytes.length === 0 ? 1 : bytes.length;
   }
 
   /** Resolves once every worker is ready; rejects when one fails (stopping the rest) or stop() came first. */
@@ -213,7 +258,8 @@ class Supervisor {
   /** Start the slot's worker: resolves once it is ready, rejects if it fails or exits first. */
   private launch(slot: Slot): Promise<void> {
     if (this.stopRequested) return Promise.reject(new Error(STOPPED_BEFORE_READY));
-    const worker = new Worker(Bun.main, { workerData: { hioload: slot.assignment } });
+    const bus = this.joinBus(slot.assignment.index);
+    const worker = new Worker(Bun.main, { workerData: { hioload: { ...slot.assignment, bus } } });
     slot.worker = worker;
     slot.cause = "";
     slot.exited = new Promise((resolve) => worker.once("exit", () => resolve()));
@@ -244,8 +290,31 @@ class Supervisor {
     else if (message.type === "stopped") terminate(worker); // its server is gone; app timers would keep it
   }
 
+  /** Fresh rings between a starting worker and every node alive; the others are told. */
+  private joinBus(index: number): BusAssignment {
+    const alive = this.slots.filter((slot) => slot.worker !== undefined && slot.assignment.index !== index);
+    const assignment = this.busTable.join(index, [...alive.map((slot) => slot.assignment.index), this.busTable.main]);
+    for (const slot of alive) {
+      const message: ToWorker = { type: "bus-peer", links: this.busTable.links(slot.assignment.index, index) };
+      slot.worker!.postMessage(message);
+    }
+    this.bus.addPeer(this.busTable.links(this.busTable.main, index));
+    return assignment;
+  }
+
+  /** A worker is gone: the others read what it wrote and forget its subscribers. */
+  private leaveBus(index: number): void {
+    this.bus.removePeer(index);
+    this.busTable.leave(index);
+    const message: ToWorker = { type: "bus-peer-gone", index };
+    for (const slot of this.slots) slot.worker?.postMessage(message);
+  }
+
   private onExit(slot: Slot, worker: Worker, code: number): void {
-    if (slot.worker === worker) slot.worker = undefined;
+    if (slot.worker === worker) {
+      slot.worker = undefined;
+      this.leaveBus(slot.assignment.index);
+    }
     // Stopping, or a first start that failed: startAll reports that one through `ready`.
     if (this.stopRequested || !slot.served) return;
     this.restartOrGiveUp(slot, code);
@@ -299,6 +368,7 @@ class Supervisor {
     this.terminateStragglersIn((graceful ? this.options.closeTimeoutMs : 0) + STOP_MARGIN_MS);
     await Promise.all(this.slots.map((slot) => slot.exited));
     clearTimeout(this.stragglerTimer);
+    this.bus.close();
     closeSocket(this.reservation.fd);
   }
 
@@ -338,8 +408,11 @@ function because(cause: string): string {
   return cause === "" ? "" : `: ${cause}`;
 }
 
-/** The workers' latest reports added up (counts summed; backend and memory kind from the first). */
-export function sumStats(reports: ServerStats[]): ServerStats {
+/**
+ * The workers' latest reports added up (counts summed; backend and memory kind from the
+ * first), and the main thread's own publishes (`own`).
+ */
+export function sumStats(reports: ServerStats[], own?: { published: number } & WorkerPubSubCounters): ServerStats {
   const sum = <R>(items: R[], pick: (item: R) => number) =>
     items.reduce((total, item) => total + pick(item), 0);
   const transports = reports.map((report) => report.transport);
@@ -357,6 +430,17 @@ export function sumStats(reports: ServerStats[]): ServerStats {
     cqOverflows: sum(transports, (t) => t.cqOverflows),
     loansOut: sum(transports, (t) => t.loansOut),
   };
+  const pubsubs = reports.map((report) => report.pubsub);
+  const pubsub: WorkerPubSubStats = {
+    topics: sum(reports, (s) => s.pubsub.topics), // a topic on two workers counts twice
+    published: sum(reports, (s) => s.pubsub.published) + (own?.published ?? 0),
+    delivered: sum(reports, (s) => s.pubsub.delivered),
+    dropped: sum(reports, (s) => s.pubsub.dropped),
+    sentToWorkers: sum(pubsubs, (p) => p.sentToWorkers) + (own?.sentToWorkers ?? 0),
+    receivedFromWorkers: sum(pubsubs, (p) => p.receivedFromWorkers) + (own?.receivedFromWorkers ?? 0),
+    droppedToWorkers: sum(pubsubs, (p) => p.droppedToWorkers) + (own?.droppedToWorkers ?? 0),
+    queuedToWorkers: sum(pubsubs, (p) => p.queuedToWorkers) + (own?.queuedToWorkers ?? 0),
+  };
   return {
     backend: transport.backend,
     connections: sum(reports, (s) => s.connections),
@@ -370,12 +454,7 @@ export function sumStats(reports: ServerStats[]): ServerStats {
     protocolErrors: sum(reports, (s) => s.protocolErrors),
     idleTimeouts: sum(reports, (s) => s.idleTimeouts),
     evictions: sum(reports, (s) => s.evictions),
-    pubsub: {
-      topics: sum(reports, (s) => s.pubsub.topics), // a topic on two workers counts twice
-      published: sum(reports, (s) => s.pubsub.published),
-      delivered: sum(reports, (s) => s.pubsub.delivered),
-      dropped: sum(reports, (s) => s.pubsub.dropped),
-    },
+    pubsub,
     transport,
   };
 }
@@ -391,7 +470,3 @@ const NO_TRANSPORT: TransportStats = {
   sendBuffers: NO_POOL, regionKind: "plain", node: -1,
 };
 
-function notInWorkers(what: string): never {
-  throw new UsageError(ErrorCode.BAD_OPTION, `${what} with threads is for the workers (call it ` +
-    "from a handler there); across workers from the main thread it is not available yet");
-}

@@ -12,6 +12,7 @@ import {
   enterAssignment, reportToSupervisor, superviseWorkers, threadCount, workerAssignment,
 } from "./cluster.ts";
 import { ServerCore } from "./server-core.ts";
+import { WorkerBus } from "./worker-bus.ts";
 
 function createBackend<T>(options: ResolvedOptions<T>): Transport {
   if (typeof options.backend === "object") return options.backend; // injected (the fake, tests)
@@ -28,6 +29,8 @@ export function serve<T = undefined>(options: ServeOptions<T>): Server {
   const assignment = workerAssignment();
   if (assignment !== undefined) {
     enterAssignment(assignment);
+    // Before the server: news of other workers may come as soon as the supervisor hears us.
+    const bus = assignment.bus === undefined ? undefined : new WorkerBus(assignment.bus);
     const server = reportToSupervisor(() => {
       const here = serveHere({
         ...options, port: assignment.port, reusePort: true, threads: 0,
@@ -36,8 +39,14 @@ export function serve<T = undefined>(options: ServeOptions<T>): Server {
       // Descriptors and mappings belong to the process, not the thread: if this worker
       // exits, close them, or its listener keeps taking connections nobody serves.
       process.on("exit", () => here.core.abandon());
+      if (bus !== undefined) {
+        const topics = here.core.topics;
+        topics.attachPeers(bus);
+        // Another worker's publish: to this worker's subscribers only, never passed on.
+        bus.start((topic, opcode, payload, start, end) => void topics.deliver(topic, opcode, payload, start, end, undefined));
+      }
       return here.server;
-    });
+    }, bus);
     // A worker that could not serve has told the supervisor (which stops the others): end it.
     if (server === undefined) process.exit(1);
     return server;
@@ -84,7 +93,8 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     upgrade: (request, upgradeOptions) => upgrades.upgrade(request, upgradeOptions),
     requestIP: (request) => upgrades.requestIP(request),
     publish: (topic, data) => core.publish(checkedTopic(topic), data, undefined),
-    subscriberCount: (topic) => core.topics.subscriberCount(topic),
+    // With threads, every worker's (the others' as last told: see worker-bus.ts).
+    subscriberCount: (topic) => core.topics.totalSubscriberCount(topic),
   };
   core.server = server;
   return { server, core };

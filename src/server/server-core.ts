@@ -460,7 +460,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
       protocolErrors: this.counters.protocolErrors,
       idleTimeouts: this.counters.idleTimeouts,
       evictions: this.counters.evictions,
-      pubsub: { topics: this.topics.size, ...this.topics.counters },
+      pubsub: this.topics.stats(),
       transport,
     };
   }

@@ -12,7 +12,12 @@
  * Delivery is synchronous, so order holds per topic, and between `send` and `publish` on
  * one socket (one queue per connection). A subscribe or unsubscribe during a publish (from a
  * `dropped` handler, say) changes the topic for the next publish, never the running one.
+ *
+ * With threads, `peers` (the worker bus) is told every topic's subscriber count as it
+ * changes, gets every publish to pass on to the other workers that have subscribers, and
+ * hands their publishes back through deliver() (local subscribers only, never passed on).
  */
+import type { PubSubStats } from "../api/websocket.ts";
 import { writeFrameHeader } from "../protocol/frame-writer.ts";
 import type { MessageBufferPool } from "./message-buffers.ts";
 
@@ -44,8 +49,38 @@ class Topic<S> {
   constructor(readonly name: string) {}
 }
 
+/** The other workers' side of pub/sub (worker-bus.ts), with threads. */
+export interface TopicPeers {
+  /** This worker's subscriber count of `topic` is now `count`. */
+  countChanged(topic: string, count: number): void;
+  /** Pass a local publish on to the workers with subscribers; how many workers it went to. */
+  forward(topic: string, opcode: number, payload: Uint8Array, start: number, end: number): number;
+  /** The other workers' subscribers of `topic` (as last told). */
+  remoteCount(topic: string): number;
+  stats(): WorkerPubSubCounters;
+}
+
+/** stats().pubsub's counters for messages between workers (0 without threads). */
+export interface WorkerPubSubCounters {
+  /** Messages written to other workers' rings (one per worker, not per subscriber). */
+  sentToWorkers: number;
+  /** Messages read from other workers' rings and delivered here. */
+  receivedFromWorkers: number;
+  /** Messages for another worker given up on: too much already waited for it, or it died. */
+  droppedToWorkers: number;
+  /** Messages waiting now for room in another worker's ring. */
+  queuedToWorkers: number;
+}
+
+/** PubSubStats, with the counters between workers. */
+export type WorkerPubSubStats = PubSubStats;
+
+const NO_PEERS: WorkerPubSubCounters = {
+  sentToWorkers: 0, receivedFromWorkers: 0, droppedToWorkers: 0, queuedToWorkers: 0,
+};
+
 export interface PubSubCounters {
-  /** publish() calls that reached at least one subscriber. */
+  /** publish() calls that reached at least one subscriber (here or, with threads, on another worker). */
   published: number;
   /** Frames queued to subscribers. */
   delivered: number;
@@ -60,7 +95,16 @@ export class Topics<S extends Subscriber> {
   /** Where frame headers are written (its own, not the sockets' scratch: handlers may send). */
   private readonly header = new Uint8Array(16);
 
+  /** The worker bus, with threads. */
+  private peers: TopicPeers | undefined;
+
   constructor(private readonly buffers: MessageBufferPool) {}
+
+  /** Join the other workers: from now on they hear of every count change and publish. */
+  attachPeers(peers: TopicPeers): void {
+    this.peers = peers;
+    for (const topic of this.topics.values()) peers.countChanged(topic.name, topic.members.length);
+  }
 
   subscribe(socket: S, name: string): void {
     let topic = this.topics.get(name);
@@ -71,6 +115,7 @@ export class Topics<S extends Subscriber> {
     if (topic.positions.has(socket)) return;
     topic.positions.set(socket, topic.members.length);
     topic.members.push(socket);
+    this.peers?.countChanged(name, topic.members.length);
     let mine = this.bySocket.get(socket);
     if (mine === undefined) {
       mine = new Set();
@@ -105,8 +150,18 @@ export class Topics<S extends Subscriber> {
     for (const topic of mine) this.leave(topic, socket);
   }
 
+  /** This server's subscribers of `name` (this worker's, with threads). */
   subscriberCount(name: string): number {
     return this.topics.get(name)?.members.length ?? 0;
+  }
+
+  /** Subscribers of `name` here and, with threads, on the other workers (as last told). */
+  totalSubscriberCount(name: string): number {
+    return this.subscriberCount(name) + (this.peers?.remoteCount(name) ?? 0);
+  }
+
+  stats(): WorkerPubSubStats {
+    return { topics: this.topics.size, ...this.counters, ...(this.peers?.stats() ?? NO_PEERS) };
   }
 
   /** Topics with at least one subscriber. */
@@ -116,11 +171,27 @@ export class Topics<S extends Subscriber> {
 
   /**
    * Frame `payload[start, end)` once and queue it to every subscriber of `name` but
-   * `except`. Returns the payload's length when at least one subscriber queued it (or 1 for
-   * an empty payload), -1 when one of them is backed up, 0 when none took it (no
-   * subscribers, or every one dropped it).
+   * `except`, and pass it on to the other workers that have subscribers. Returns the
+   * payload's length when at least one subscriber queued it or it went to another worker
+   * (1 for an empty payload), -1 when a subscriber here is backed up, 0 when none took it
+   * (no subscribers, or every one dropped it).
    */
   publish(name: string, opcode: number, payload: Uint8Array, start: number, end: number,
+    except: S | undefined): number {
+    const local = this.deliver(name, opcode, payload, start, end, except);
+    const workers = this.peers === undefined ? 0 : this.peers.forward(name, opcode, payload, start, end);
+    if (local === 0 && workers === 0) return 0;
+    this.counters.published++;
+    if (local !== 0) return local;
+    return end === start ? 1 : end - start;
+  }
+
+  /**
+   * Queue `payload[start, end)` to this server's subscribers of `name` but `except` (a
+   * message from another worker comes here: it is never passed on). publish()'s results,
+   * without counting a publish.
+   */
+  deliver(name: string, opcode: number, payload: Uint8Array, start: number, end: number,
     except: S | undefined): number {
     const topic = this.topics.get(name);
     if (topic === undefined) return 0;
@@ -158,7 +229,6 @@ export class Topics<S extends Subscriber> {
       if (lent !== null) this.buffers.release(lent); // back once every loan returned
     }
     if (queued === 0) return 0;
-    this.counters.published++;
     if (backedUp) return -1;
     return length === 0 ? 1 : length;
   }
@@ -172,5 +242,6 @@ export class Topics<S extends Subscriber> {
     }
     topic.positions.delete(socket);
     if (topic.members.length === 0) this.topics.delete(topic.name);
+    this.peers?.countChanged(topic.name, topic.members.length);
   }
 }
