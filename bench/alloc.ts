@@ -204,7 +204,7 @@ try {
 } catch (error) {
   failure = error;
 } finally {
-  await server.stop(false);
+  await server.stop("abort");
 }
 clearTimeout(deadline);
 if (failure) {

@@ -282,11 +282,14 @@ export interface Server<T = undefined> {
   /** Worker threads serving (0 without the `threads` option). */
   readonly threads: number;
   /**
-   * Stop. Graceful (default): stop accepting, send close 1001 to every socket, wait for the
-   * handshakes up to `closeTimeout`, flush what was queued, then free all memory.
-   * Not graceful: drop every connection at once.
+   * Stop, as Bun.serve's `stop(closeActiveConnections)`. Without it (or false): stop
+   * accepting and let open connections end by themselves; resolves once the last is gone
+   * (then all memory is freed). `true`: close every connection — 1001 to each WebSocket,
+   * wait for the answers up to `closeTimeout`, flush, then drop the rest (Bun drops them at
+   * once). `"abort"` (ours): drop every connection now. One shutdown: every call returns the
+   * same promise; a later call may only make it stronger.
    */
-  stop(graceful?: boolean): Promise<void>;
+  stop(closeActiveConnections?: boolean | "abort"): Promise<void>;
   /** With threads: the sum of the workers' latest reports (refreshed every 250 ms). */
   stats(): ServerStats;
   /**

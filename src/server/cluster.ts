@@ -11,6 +11,7 @@
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { ErrorCode, UsageError } from "../api/errors.ts";
+import { isStronger, stopArgumentOf, stopModeOf, type StopMode } from "./stop-mode.ts";
 import type { TransportStats } from "../api/transport.ts";
 import type { Server, ServerStats } from "../api/websocket.ts";
 import { OPCODE_BINARY, OPCODE_TEXT } from "../protocol/constants.ts";
@@ -33,7 +34,7 @@ export interface WorkerAssignment {
 }
 
 type ToWorker =
-  | { type: "stop"; graceful: boolean }
+  | { type: "stop"; mode: StopMode }
   /** A node started (or was replaced): talk to it through these rings. */
   | { type: "bus-peer"; links: PeerLinks }
   /** A node died: read what it wrote, forget its subscribers. */
@@ -93,12 +94,12 @@ export function reportToSupervisor(start: () => Server, bus: WorkerBus | undefin
     if (phase === "serving") {
       phase = "stopping";
       clearInterval(timer);
-      void stopAndReport(server, message.graceful, report).then(() => {
+      void stopAndReport(server, message.mode, report).then(() => {
         phase = "stopped";
         bus?.close();
       });
-    } else if (phase === "stopping" && !message.graceful) {
-      void server.stop(false); // stop(false) during a graceful stop: abort what it still waits for
+    } else if (phase === "stopping") {
+      void server.stop(stopArgumentOf(message.mode)); // a stronger stop: the server escalates
     }
   });
   report({ type: "ready" });
@@ -106,9 +107,9 @@ export function reportToSupervisor(start: () => Server, bus: WorkerBus | undefin
 }
 
 /** Stop the server, then say so: the supervisor terminates this thread (app timers keep it alive). */
-async function stopAndReport(server: Server, graceful: boolean, report: Report): Promise<void> {
+async function stopAndReport(server: Server, mode: StopMode, report: Report): Promise<void> {
   try {
-    await server.stop(graceful);
+    await server.stop(stopArgumentOf(mode));
   } catch (error) {
     console.error("hioload-ws: a worker's stop failed:", error);
   }
@@ -179,6 +180,7 @@ class Supervisor {
   private startQueue: Promise<void> = Promise.resolve();
   /** Set by the first stop(): from then on no worker is started. */
   private stopRequested = false;
+  private stopMode: StopMode = "drain";
   private stopping: Promise<void> | undefined;
   private stragglerTimer: ReturnType<typeof setTimeout> | undefined;
   private stragglerDeadline = Infinity;
@@ -214,7 +216,7 @@ class Supervisor {
       },
       ready,
       threads: count,
-      stop: (graceful = true) => this.stop(graceful),
+      stop: (closeActiveConnections) => this.stop(stopModeOf(closeActiveConnections)),
       stats: () => sumStats(this.slots.map((slot) => slot.stats).filter((s) => s !== undefined),
         { published: this.published, ...this.bus.stats() }),
       // Requests reach the workers' servers, never this one.
@@ -243,7 +245,7 @@ class Supervisor {
       for (const slot of this.slots) await this.start(slot);
     } catch (error) {
       if (this.stopRequested) throw new Error(STOPPED_BEFORE_READY);
-      void this.stop(false);
+      void this.stop("abort");
       throw error;
     }
     if (this.stopRequested) throw new Error(STOPPED_BEFORE_READY);
@@ -349,33 +351,35 @@ class Supervisor {
   private failProcess(): void {
     console.error(`hioload-ws: no worker is left serving port ${this.reservation.port}; exiting with code 1`);
     process.exitCode = 1;
-    void this.stop(false).finally(() => process.exit(1));
+    void this.stop("abort").finally(() => process.exit(1));
   }
 
-  private stop(graceful: boolean): Promise<void> {
+  private stop(mode: StopMode): Promise<void> {
     if (this.stopping === undefined) {
       this.stopRequested = true;
-      this.stopping = this.stopWorkers(graceful);
-    } else if (!graceful) {
-      this.escalate();
+      this.stopMode = mode;
+      this.stopping = this.stopWorkers(mode);
+    } else if (isStronger(mode, this.stopMode)) {
+      this.stopMode = mode;
+      this.tellWorkers({ type: "stop", mode }); // the workers escalate their own stop
+      this.terminateStragglersIn(this.stragglerDelay(mode));
     }
     return this.stopping;
   }
 
   /** Every worker stops and reports (then is terminated) or is terminated at the deadline; then the port is released. */
-  private async stopWorkers(graceful: boolean): Promise<void> {
-    this.tellWorkers({ type: "stop", graceful });
-    this.terminateStragglersIn((graceful ? this.options.closeTimeoutMs : 0) + STOP_MARGIN_MS);
+  private async stopWorkers(mode: StopMode): Promise<void> {
+    this.tellWorkers({ type: "stop", mode });
+    // A drain waits as long as the clients stay: no deadline until a stronger stop.
+    if (mode !== "drain") this.terminateStragglersIn(this.stragglerDelay(mode));
     await Promise.all(this.slots.map((slot) => slot.exited));
     clearTimeout(this.stragglerTimer);
     this.bus.close();
     closeSocket(this.reservation.fd);
   }
 
-  /** stop(false) after a graceful stop(): the workers abort their connections now. */
-  private escalate(): void {
-    this.tellWorkers({ type: "stop", graceful: false });
-    this.terminateStragglersIn(STOP_MARGIN_MS);
+  private stragglerDelay(mode: StopMode): number {
+    return (mode === "close" ? this.options.closeTimeoutMs : 0) + STOP_MARGIN_MS;
   }
 
   private tellWorkers(message: ToWorker): void {

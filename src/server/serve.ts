@@ -12,6 +12,7 @@ import {
   enterAssignment, reportToSupervisor, superviseWorkers, threadCount, workerAssignment,
 } from "./cluster.ts";
 import { ServerCore } from "./server-core.ts";
+import { stopModeOf } from "./stop-mode.ts";
 import { WorkerBus } from "./worker-bus.ts";
 
 function createBackend<T>(options: ResolvedOptions<T>): Transport {
@@ -74,7 +75,7 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     core.listener = transport.listen(
       { hostname: resolved.hostname, port: resolved.port, reusePort: resolved.reusePort }, core);
   } catch (error) {
-    void core.stop(false);
+    void core.stop("abort");
     throw error;
   }
   const upgrades = core.fetchUpgrades;
@@ -88,7 +89,7 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     },
     ready: Promise.resolve(),
     threads: 0,
-    stop: (graceful = true) => core.stop(graceful),
+    stop: (closeActiveConnections) => core.stop(stopModeOf(closeActiveConnections)),
     stats: () => core.stats(),
     upgrade: (request, upgradeOptions) => upgrades.upgrade(request, upgradeOptions),
     requestIP: (request) => upgrades.requestIP(request),

@@ -13,6 +13,7 @@ import {
 import { FrameParser, type FrameParserOptions } from "../protocol/frame-parser.ts";
 import { HttpRequestParser } from "../protocol/http-request-parser.ts";
 import { FetchUpgrades } from "./fetch-upgrades.ts";
+import { isStronger, type StopMode } from "./stop-mode.ts";
 import { HandshakeState } from "./handshake-flow.ts";
 import { encodeText, viewBytes } from "./outgoing-bytes.ts";
 import { Topics, type PublishedFrame, type Subscriber } from "./topics.ts";
@@ -69,6 +70,8 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   private liveConnections = 0;
   private lastTrim = 0;
   private stopping = false;
+  private stopMode: StopMode = "drain";
+  private backstop: ReturnType<typeof setTimeout> | undefined = undefined;
   private stopped: Promise<void> | undefined;
   private whenEmpty: (() => void) | undefined;
   listener = -1;
@@ -386,32 +389,41 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   // ------------------------------------------------------------ shutdown and stats
 
   /**
-   * One shutdown, whoever asks and how often: every call returns the same promise.
-   * `stop(false)` while a graceful stop waits for close frames escalates it to an abort.
+   * One shutdown, whoever asks and how often: every call returns the same promise, and a
+   * later call may make it stronger (see stop-mode.ts): drain, then close, then abort.
    */
-  stop(graceful: boolean): Promise<void> {
+  stop(mode: StopMode): Promise<void> {
     if (this.stopped === undefined) {
-      this.stopped = this.shutdown(graceful);
-    } else if (!graceful) {
-      this.abortAll();
+      this.stopMode = mode;
+      this.stopped = this.shutdown();
+    } else if (isStronger(mode, this.stopMode)) {
+      this.stopMode = mode;
+      this.closeAs(mode);
     }
     return this.stopped;
   }
 
-  private async shutdown(graceful: boolean): Promise<void> {
+  private async shutdown(): Promise<void> {
     this.stopping = true;
     if (this.listener >= 0) this.transport.closeListener(this.listener);
-    if (graceful) this.closeAllGracefully();
-    else this.abortAll();
-    if (this.liveConnections > 0) {
-      // The deadline tick aborts sockets whose peers never answer; this bound is the backstop.
-      const backstop = setTimeout(() => this.abortAll(), this.options.closeTimeoutMs + 1000);
-      await new Promise<void>((resolve) => (this.whenEmpty = resolve));
-      clearTimeout(backstop);
-    }
+    this.closeAs(this.stopMode);
+    if (this.liveConnections > 0) await new Promise<void>((resolve) => (this.whenEmpty = resolve));
+    clearTimeout(this.backstop);
     this.stopTicking();
     await this.transport.dispose();
     this.messageBuffers.dispose(); // after the transport: it may have read loans until now
+  }
+
+  /** Close the connections as `mode` asks (drain: leave them be). */
+  private closeAs(mode: StopMode): void {
+    if (mode === "abort") {
+      this.abortAll();
+    } else if (mode === "close") {
+      this.closeAllGracefully();
+      // The deadline tick aborts sockets whose peers never answer; this bound is the backstop.
+      clearTimeout(this.backstop);
+      this.backstop = setTimeout(() => this.abortAll(), this.options.closeTimeoutMs + 1000);
+    }
   }
 
   /** 1001 to every open socket; handshakes in progress are closed once answered. */

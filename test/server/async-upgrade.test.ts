@@ -18,7 +18,7 @@ const servers: Server[] = [];
 const stops: (() => void)[] = [];
 afterEach(async () => {
   for (const stop of stops.splice(0)) stop();
-  for (const server of servers.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+  for (const server of servers.splice(0)) await withTimeout(server.stop("abort"), 5000, "stop");
 });
 
 /**

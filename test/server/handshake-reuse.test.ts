@@ -23,7 +23,7 @@ import { TestWsClient } from "../support/ws-client.ts";
 const seed = Number(process.env.HIOLOAD_FAKE_SEED ?? 7);
 const running: Server[] = [];
 afterEach(async () => {
-  for (const server of running.splice(0)) await server.stop(false);
+  for (const server of running.splice(0)) await server.stop("abort");
 });
 
 const encoder = new TextEncoder();

@@ -20,7 +20,7 @@ import { capturingErrors } from "./http-support.ts";
 const seed = Number(process.env.HIOLOAD_FAKE_SEED ?? 11);
 const running: Server[] = [];
 afterEach(async () => {
-  for (const server of running.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+  for (const server of running.splice(0)) await withTimeout(server.stop("abort"), 5000, "stop");
 });
 
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";

@@ -22,7 +22,7 @@ import { capturingErrors, RawHttpClient, request } from "./http-support.ts";
 const seed = Number(process.env.HIOLOAD_FAKE_SEED ?? 5);
 const running: Server[] = [];
 afterEach(async () => {
-  for (const server of running.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+  for (const server of running.splice(0)) await withTimeout(server.stop("abort"), 5000, "stop");
 });
 
 const CLOSE_TIMEOUT_S = 1;
@@ -190,7 +190,7 @@ describe(`keep-alive (fake backend, seed ${seed})`, () => {
     const client = connect();
     client.send(request("/"));
     await client.waitResponses(1);
-    void server.stop(); // graceful: an idle kept-alive connection is closed with FIN
+    void server.stop(true); // graceful: an idle kept-alive connection is closed with FIN
     await client.waitClosed();
     expect(client.closedReason).toBe(0);
     expect(client.responses().length).toBe(1);

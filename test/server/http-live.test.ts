@@ -16,7 +16,7 @@ import { waitFor, withTimeout } from "../support/wait-for.ts";
 let backend: RealBackendName = "io_uring";
 const servers: Server[] = [];
 afterEach(async () => {
-  for (const server of servers.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+  for (const server of servers.splice(0)) await withTimeout(server.stop("abort"), 5000, "stop");
 });
 
 const encoder = new TextEncoder();

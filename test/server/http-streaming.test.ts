@@ -22,7 +22,7 @@ import { capturingErrors, RawHttpClient, request } from "./http-support.ts";
 const seed = Number(process.env.HIOLOAD_FAKE_SEED ?? 3);
 const running: Server[] = [];
 afterEach(async () => {
-  for (const server of running.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+  for (const server of running.splice(0)) await withTimeout(server.stop("abort"), 5000, "stop");
 });
 
 const encoder = new TextEncoder();

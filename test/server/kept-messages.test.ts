@@ -53,7 +53,7 @@ describe("keeping messages", () => {
       ws.sendFrame(0x9, patternBytes(20, i));
     });
     await waitFor(() => kept.length === sizes.length && pings.length === sizes.length, 5000, "messages");
-    await server.stop(false);
+    await server.stop("abort");
     expect([...types]).toEqual(EXPECTED_TYPES);
     sizes.forEach((size, i) => {
       expect(kept[i]).toEqual(new Uint8Array(patternBytes(size, i)));

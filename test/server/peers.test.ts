@@ -28,7 +28,7 @@ if (chromiumReason) console.log(`[skip] headless Chromium: ${chromiumReason}`);
 
 const servers: Server[] = [];
 afterEach(async () => {
-  for (const server of servers.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+  for (const server of servers.splice(0)) await withTimeout(server.stop("abort"), 5000, "stop");
 });
 
 describeEachBackend("real peers", (name) => {

@@ -12,7 +12,7 @@ import { waitFor, withTimeout } from "../support/wait-for.ts";
 
 const servers: Server[] = [];
 afterEach(async () => {
-  for (const server of servers.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+  for (const server of servers.splice(0)) await withTimeout(server.stop("abort"), 5000, "stop");
 });
 
 const CLIENTS = 20;

@@ -18,7 +18,7 @@ let backend: RealBackendName = "io_uring";
 const SIZES = [0, 125, 126, 64 * 1024, 1024 * 1024];
 const servers: Server[] = [];
 afterEach(async () => {
-  for (const server of servers.splice(0)) await withTimeout(server.stop(false), 5000, "stop");
+  for (const server of servers.splice(0)) await withTimeout(server.stop("abort"), 5000, "stop");
 });
 
 function startEcho(options: Partial<ServeOptions<undefined>> = {}) {

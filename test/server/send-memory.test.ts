@@ -30,7 +30,7 @@ function startEcho(options: Partial<ServeOptions<undefined>>) {
       ...options.websocket,
     },
   });
-  cleanups.push(() => withTimeout(server.stop(false), 5000, "stop"));
+  cleanups.push(() => withTimeout(server.stop("abort"), 5000, "stop"));
   return { server, closes };
 }
 
@@ -81,7 +81,7 @@ describeEachBackend("send memory is shared fairly", (name) => {
     const polite = await Promise.all(Array.from({ length: 5 }, () => politeClient(url, 300)));
     expect(server.stats().evictions).toBeGreaterThanOrEqual(1);
     expect(closes.filter((code) => code === 1013).length).toBe(server.stats().evictions);
-    const stopping = server.stop();
+    const stopping = server.stop(true);
     const codes = await withTimeout(Promise.all(polite.map(async ({ ws, closed }) => {
       const code = await closed;
       void ws;

@@ -12,7 +12,7 @@ describe("serve({ backend })", () => {
     const transport = new FakeTransport(new FakeNetwork());
     const server = serve({ port: 0, backend: transport, websocket });
     expect(server.stats().backend).toBe("fake");
-    await withTimeout(server.stop(), 2000, "stop");
+    await withTimeout(server.stop(true), 2000, "stop");
     expect(() => transport.listen({ port: 0 }, {
       onOpen() {}, onData() {}, onDrain() {}, onEnd() {}, onClose() {},
     })).toThrow(expect.objectContaining({ code: "WS_ERR_DISPOSED" }));
@@ -59,6 +59,6 @@ describe("WebSocket options under websocket, as in Bun.serve", () => {
       .toThrow(/idleTimeout is given twice, as websocket.idleTimeout \(20\) and at the top level \(10\)/);
     const server = serve({ port: 0, backend: new FakeTransport(new FakeNetwork()), idleTimeout: 10,
       websocket: { idleTimeout: 10, message() {} } });
-    return server.stop(false);
+    return server.stop("abort");
   });
 });

@@ -150,7 +150,7 @@ describeEachBackend("remoteAddress on a real backend", (backend) => {
       }
       expect(inClose).toEqual(["127.0.0.1", "127.0.0.1"]);
     } finally {
-      await server.stop(false);
+      await server.stop("abort");
     }
   });
 });

@@ -15,7 +15,7 @@ const running: Server[] = [];
 
 /** For afterEach: stop (abort) every server started since the last call. */
 export async function stopFakeServers(): Promise<void> {
-  for (const server of running.splice(0)) await server.stop(false);
+  for (const server of running.splice(0)) await server.stop("abort");
 }
 
 export interface Harness<T> {
