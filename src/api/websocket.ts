@@ -212,6 +212,8 @@ export interface ServeOptions<T = undefined> {
   transport?: TransportOptions & Record<string, unknown>;
   /** Testing aid: the clock that drives timeouts (default: performance.now + setInterval). */
   clock?: Clock;
+  /** A name for this server, read back as `server.id` (as in Bun.serve). */
+  id?: string;
 }
 
 export interface ServerStats {
@@ -277,6 +279,12 @@ export interface Server<T = undefined> {
   readonly url: URL;
   /** Open WebSocket connections (Bun.serve's name for it); with threads, the workers' sum. */
   readonly pendingWebSockets: number;
+  /** Connections still speaking HTTP (a request being read or answered, or kept alive). */
+  readonly pendingRequests: number;
+  /** Whether 500 answers carry stacks (the `development` option). */
+  readonly development: boolean;
+  /** The `id` option (Bun's name for telling servers apart), or "". */
+  readonly id: string;
   /** Resolves once every listener accepts (at once without threads); rejects if one failed. */
   readonly ready: Promise<void>;
   /** Worker threads serving (0 without the `threads` option). */

@@ -150,6 +150,9 @@ export interface SupervisorOptions {
   port: number;
   /** A stopping worker has this long (plus STOP_MARGIN_MS) to report before it is terminated. */
   closeTimeoutMs: number;
+  /** Read back as server.development and server.id. */
+  development: boolean;
+  id: string;
 }
 
 interface Slot {
@@ -214,6 +217,11 @@ class Supervisor {
       get pendingWebSockets() {
         return slots.reduce((sum, slot) => sum + (slot.stats?.connections ?? 0), 0);
       },
+      get pendingRequests() {
+        return slots.reduce((sum, slot) => sum + (slot.stats?.pendingHandshakes ?? 0), 0);
+      },
+      development: options.development,
+      id: options.id,
       ready,
       threads: count,
       stop: (closeActiveConnections) => this.stop(stopModeOf(closeActiveConnections)),

@@ -26,7 +26,8 @@ function createBackend<T>(options: ResolvedOptions<T>): Transport {
  * be bound (SystemError EADDRINUSE...). With `threads`, the main thread supervises workers
  * that each re-run the entry module and land in the worker branch below.
  */
-export function serve<T = undefined>(options: ServeOptions<T>): Server {
+/** `R`: Bun.serve's route-type parameter, accepted so `serve<Data, Routes>` compiles. */
+export function serve<T = undefined, _R extends string = string>(options: ServeOptions<T>): Server<T> {
   const assignment = workerAssignment();
   if (assignment !== undefined) {
     enterAssignment(assignment);
@@ -61,6 +62,7 @@ export function serve<T = undefined>(options: ServeOptions<T>): Server {
     }
     return superviseWorkers(threads, {
       hostname: resolved.hostname, port: resolved.port, closeTimeoutMs: resolved.closeTimeoutMs,
+      development: resolved.development, id: options.id ?? "",
     });
   }
   return serveHere(options).server;
@@ -87,6 +89,11 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     get pendingWebSockets() {
       return core.stats().connections;
     },
+    get pendingRequests() {
+      return core.stats().pendingHandshakes;
+    },
+    development: resolved.development,
+    id: options.id ?? "",
     ready: Promise.resolve(),
     threads: 0,
     stop: (closeActiveConnections) => core.stop(stopModeOf(closeActiveConnections)),

@@ -139,10 +139,16 @@ describe("server.upgrade from fetch", () => {
     expect(fetchCalls).toBe(0);
   });
 
-  test("server.url and server.pendingWebSockets, as Bun.serve has them", async () => {
-    const { client, server, sockets } = start({ hostname: "127.0.0.1" });
+  test("server.url, pendingWebSockets, pendingRequests, id, development, as Bun.serve has them", async () => {
+    const { client, server, sockets } = start({ hostname: "127.0.0.1", id: "chat-1", development: true });
     expect(server.url.href).toBe(`http://127.0.0.1:${server.port}/`);
+    expect(server.id).toBe("chat-1");
+    expect(server.development).toBe(true);
     expect(server.pendingWebSockets).toBe(0);
+    const http = client({ rawRequest: "GET / HTTP/1.1\r\nHost: a\r\n" }); // not complete yet
+    await waitFor(() => server.pendingRequests === 1, 2000, "one HTTP connection pending");
+    http.terminate();
+    await waitFor(() => server.pendingRequests === 0, 2000, "it went");
     const ws = client();
     await ws.opened101();
     await waitFor(() => sockets.length === 1, 2000, "open");

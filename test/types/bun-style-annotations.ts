@@ -42,7 +42,7 @@ const handler: WebSocketHandler<Data> = {
 };
 
 export function start(): Server<Data> {
-  const server: Server<Data> = serve<Data>({
+  const server: Server<Data> = serve<Data, "/chat">({
     port: 0,
     fetch(req: Request, server: Server<Data>) {
       if (server.upgrade(req, { data: { user: "a" }, headers: { "Set-Cookie": "x=1" } })) return;
@@ -57,5 +57,6 @@ export function start(): Server<Data> {
   server.publish("lobby", "hi");
   void server.subscriberCount("lobby");
   void server.requestIP;
+  void [server.pendingRequests, server.id, server.development];
   return server;
 }
