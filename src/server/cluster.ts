@@ -13,13 +13,13 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import { ErrorCode, UsageError } from "../api/errors.ts";
 import { isStronger, stopArgumentOf, stopModeOf, type StopMode } from "./stop-mode.ts";
 import type { TransportStats } from "../api/transport.ts";
-import type { Server, ServerStats } from "../api/websocket.ts";
+import type { PubSubStats, Server, ServerStats } from "../api/websocket.ts";
 import { OPCODE_BINARY, OPCODE_TEXT } from "../protocol/constants.ts";
 import { allowedCpus, nodeOfCpu, pinThreadToCpu } from "../reactor/affinity.ts";
 import { closeSocket, reservePort } from "../reactor/sockets.ts";
 import { BusTable } from "./bus-table.ts";
 import { viewBytes } from "./outgoing-bytes.ts";
-import type { WorkerPubSubCounters, WorkerPubSubStats } from "./topics.ts";
+import type { WorkerPubSubCounters } from "./topics.ts";
 import { WorkerBus, type BusAssignment, type PeerLinks } from "./worker-bus.ts";
 
 /** What the main thread tells a worker. */
@@ -443,7 +443,7 @@ export function sumStats(reports: ServerStats[], own?: { published: number } & W
     loansOut: sum(transports, (t) => t.loansOut),
   };
   const pubsubs = reports.map((report) => report.pubsub);
-  const pubsub: WorkerPubSubStats = {
+  const pubsub: PubSubStats = {
     topics: sum(reports, (s) => s.pubsub.topics), // a topic on two workers counts twice
     published: sum(reports, (s) => s.pubsub.published) + (own?.published ?? 0),
     delivered: sum(reports, (s) => s.pubsub.delivered),

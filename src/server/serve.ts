@@ -13,6 +13,7 @@ import {
 } from "./cluster.ts";
 import { ServerCore } from "./server-core.ts";
 import { stopModeOf } from "./stop-mode.ts";
+import { checkTopic } from "./topics.ts";
 import { WorkerBus } from "./worker-bus.ts";
 
 function createBackend<T>(options: ResolvedOptions<T>): Transport {
@@ -100,15 +101,10 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     stats: () => core.stats(),
     upgrade: (request, upgradeOptions) => upgrades.upgrade(request, upgradeOptions),
     requestIP: (request) => upgrades.requestIP(request),
-    publish: (topic, data) => core.publish(checkedTopic(topic), data, undefined),
+    publish: (topic, data) => core.publish(checkTopic(topic), data, undefined),
     // With threads, every worker's (the others' as last told: see worker-bus.ts).
     subscriberCount: (topic) => core.topics.totalSubscriberCount(topic),
   };
   core.server = server;
   return { server, core };
-}
-
-function checkedTopic(topic: string): string {
-  if (typeof topic !== "string") throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
-  return topic;
 }

@@ -8,9 +8,9 @@
  * drop or close at the limit, `dropped` told). From LOAN_FROM_BYTES up the payload is copied
  * once into native memory and lent to every subscriber's queue (no copy per subscriber);
  * below, each subscriber's queue copies the few bytes (cheaper than a loan) — unless the
- * topic is so large that a send chunk per subscriber would take a good
- * part of the send memory (io_uring holds each until its completion): from LEND_TO_MEMBERS
- * subscribers, anything past a small slot is lent too.
+ * topic is so large that a send chunk per subscriber would take a good part of the send
+ * memory (io_uring holds each until its completion): from LEND_TO_MEMBERS subscribers, any
+ * frame that does not fit a small slot is lent too.
  *
  * Delivery is synchronous, so order holds per topic, and between `send` and `publish` on
  * one socket (one queue per connection). A subscribe or unsubscribe during a publish (from a
@@ -20,11 +20,20 @@
  * changes, gets every publish to pass on to the other workers that have subscribers, and
  * hands their publishes back through deliver() (local subscribers only, never passed on).
  */
+import { ErrorCode, UsageError } from "../api/errors.ts";
 import type { PubSubStats } from "../api/websocket.ts";
 import { writeFrameHeader } from "../protocol/frame-writer.ts";
-import type { MessageBufferPool } from "./message-buffers.ts";
+import { FRAME_HEADER_BYTES_MAX } from "../protocol/constants.ts";
 import { SMALL_SLOT_SIZE } from "../reactor/send-queues.ts";
-import { LENDABLE_BYTES } from "./message-buffers.ts";
+import { LENDABLE_BYTES, type MessageBufferPool } from "./message-buffers.ts";
+
+/** Topics are strings (as in Bun); anything else is a mistake worth a clear error. */
+export function checkTopic(topic: string): string {
+  if (typeof topic !== "string") {
+    throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
+  }
+  return topic;
+}
 
 /** One published message, framed once, as every subscriber queues it. */
 export interface PublishedFrame {
@@ -86,9 +95,6 @@ export interface WorkerPubSubCounters {
   /** Messages waiting now for room in another worker's ring. */
   queuedToWorkers: number;
 }
-
-/** PubSubStats, with the counters between workers. */
-export type WorkerPubSubStats = PubSubStats;
 
 const NO_PEERS: WorkerPubSubCounters = {
   sentToWorkers: 0, receivedFromWorkers: 0, droppedToWorkers: 0, queuedToWorkers: 0,
@@ -175,13 +181,8 @@ export class Topics<S extends Subscriber> {
     return this.subscriberCount(name) + (this.peers?.remoteCount(name) ?? 0);
   }
 
-  stats(): WorkerPubSubStats {
+  stats(): PubSubStats {
     return { topics: this.topics.size, ...this.counters, ...(this.peers?.stats() ?? NO_PEERS) };
-  }
-
-  /** Topics with at least one subscriber. */
-  get size(): number {
-    return this.topics.size;
   }
 
   /**
@@ -210,14 +211,15 @@ export class Topics<S extends Subscriber> {
     except: S | undefined): number {
     const topic = this.topics.get(name);
     if (topic === undefined) return 0;
-    // Only those subscribed now: a subscribe during the walk appends past `count`.
+    // Those subscribed now: a (un)subscribe during the walk (from a handler) changes the
+    // topic, not this copy of it.
     const members = topic.members.slice();
     const length = end - start;
     const headerSize = writeFrameHeader(this.header, 0, opcode, true, false, length);
     const frame: PublishedFrame = { header: this.header, headerSize, payload, start, end, lender: null };
     let lent: Uint8Array | null = null;
     const lend = length >= LOAN_FROM_BYTES
-      || (length > SMALL_SLOT_SIZE - 14 && members.length >= LEND_TO_MEMBERS);
+      || (length + FRAME_HEADER_BYTES_MAX > SMALL_SLOT_SIZE && members.length >= LEND_TO_MEMBERS);
     if (lend && members.length > 1) {
       // Native (lendable) buffers start at LENDABLE_BYTES: a smaller one would be JS heap.
       lent = this.buffers.acquire(Math.max(length, LENDABLE_BYTES));

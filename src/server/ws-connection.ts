@@ -23,7 +23,7 @@ import {
 import { LENDABLE_BYTES } from "./message-buffers.ts";
 import { COPY_MAX, isMessageView, messageBytes } from "./message-view.ts";
 import type { SocketHost } from "./hosts.ts";
-import type { PublishedFrame } from "./topics.ts";
+import { checkTopic, type PublishedFrame } from "./topics.ts";
 import { viewBytes } from "./outgoing-bytes.ts";
 
 /** Where text is encoded in the scratch buffer: room for the longest header in front. */
@@ -229,8 +229,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   }
 
   publishBinary(topic: string, data: ArrayBufferView | ArrayBuffer, _compress?: boolean): number {
-    return this.core.publish(checkTopic(topic), viewBytes(data),
-      this.core.options.publishToSelf ? undefined : this);
+    return this.publish(topic, data);
   }
 
   ping(data?: string | ArrayBufferView | ArrayBuffer): number {
@@ -533,14 +532,6 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
 /** "127.0.0.1:54321" → "127.0.0.1" (Bun's remoteAddress carries no port). */
 function hostOf(endpoint: string): string {
   return endpoint.slice(0, endpoint.lastIndexOf(":")) || endpoint;
-}
-
-/** Topics are strings (as in Bun); anything else is a mistake worth a clear error. */
-function checkTopic(topic: string): string {
-  if (typeof topic !== "string") {
-    throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
-  }
-  return topic;
 }
 
 /** A binary message as an ArrayBuffer of its own (1) or a Uint8Array (2, see binaryType). */
