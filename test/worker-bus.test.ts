@@ -14,15 +14,18 @@ afterEach(() => {
   for (const bus of open.splice(0)) bus.close();
 });
 
-/** Workers 0 and 1 joined as a supervisor joins them; `got` collects what 1 receives. */
-function twoNodes(): { a: WorkerBus; b: WorkerBus; got: Got[]; table: BusTable } {
+/**
+ * Workers 0 and 1 joined as a supervisor joins them, 0 started; `got` collects what 1
+ * receives once a test starts it with deliverTo(got) (or, `collectOn0`, what 0 receives).
+ */
+function twoNodes(collectOn0 = false): { a: WorkerBus; b: WorkerBus; got: Got[]; table: BusTable } {
   const table = new BusTable(2);
   const a = new WorkerBus(table.join(0, []));
   const b = new WorkerBus(table.join(1, [0]));
   a.addPeer(table.links(0, 1));
   open.push(a, b);
   const got: Got[] = [];
-  a.start(() => {});
+  a.start(collectOn0 ? deliverTo(got) : () => {});
   return { a, b, got, table };
 }
 
@@ -135,13 +138,7 @@ describe("worker bus", () => {
   test("a node that dies: what it wrote is read, its counts forgotten, what waited for it dropped", async () => {
     const errors = spyOn(console, "error").mockImplementation(() => {});
     try {
-      const table = new BusTable(2);
-      const a = new WorkerBus(table.join(0, []));
-      const b = new WorkerBus(table.join(1, [0]));
-      a.addPeer(table.links(0, 1));
-      open.push(a, b);
-      const got: Got[] = [];
-      a.start(deliverTo(got));
+      const { a, b, got, table } = twoNodes(true);
       // b has subscribers, hears of a's, stops reading, publishes to a: then it "dies".
       b.start(() => {});
       b.countChanged("t", 2);
