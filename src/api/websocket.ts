@@ -312,4 +312,19 @@ export interface Server<T = undefined> {
   subscriberCount(topic: string): number;
   /** The peer of a Request handed to `fetch` or `upgrade`; null for any other Request. */
   requestIP(request: Request): { address: string; family: "IPv4"; port: number } | null;
+  /**
+   * Bun.serve's `reload`: swap the handlers without restarting. The `fetch`, `error`,
+   * `upgrade` and `websocket` given replace the running ones (for open sockets too, from
+   * their next event); the ones left out stay; listening options (port, hostname, limits)
+   * have no effect, as in Bun. With threads, each worker runs your module and reloads its own
+   * server; on the main thread's server it does nothing.
+   */
+  // Generic in its own D (defaulting to T), as `upgrade` is: that keeps a Server<Data>
+  // assignable to Server, which a parameter typed with T would forbid.
+  reload<D = T>(options: ReloadOptions<D>): Server<T>;
+  /** `using server = serve(...)`: stop(true) when the scope ends (Bun's Server is Disposable). */
+  [Symbol.dispose](): void;
 }
+
+/** What `server.reload` takes: serve()'s options, of which only the handlers apply. */
+export type ReloadOptions<T> = Partial<ServeOptions<T>>;

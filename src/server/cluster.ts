@@ -233,6 +233,9 @@ class Supervisor {
       // Sockets live in the workers: publish goes to those with subscribers, counts are theirs.
       publish: (topic, data) => this.publish(topic, data),
       subscriberCount: (topic) => this.bus.remoteCount(topic),
+      // Each worker runs the user's module, so its own reload call swaps its handlers.
+      reload: () => this.server,
+      [Symbol.dispose]: () => void this.stop("close"),
     };
   }
 

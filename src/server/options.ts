@@ -86,6 +86,11 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
   if (typeof options.websocket?.message !== "function") {
     throw new UsageError(ErrorCode.BAD_OPTION, "websocket.message(ws, message) is required");
   }
+  if ((options as { routes?: unknown }).routes !== undefined) {
+    // Ignoring it would answer every route from fetch (or 426) without a word.
+    throw new UsageError(ErrorCode.BAD_OPTION, "routes are not supported yet: route inside fetch " +
+      "(new URL(req.url).pathname)");
+  }
   const backend = resolveBackend(options.backend);
   const ws = (name: WebSocketOptionName) => webSocketOption(options as ServeOptions<unknown>, name);
   const idleTimeoutMs = count("idleTimeout", ws("idleTimeout") as number | undefined, 120, 0, 86_400) * 1000;

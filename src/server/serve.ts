@@ -12,6 +12,7 @@ import {
   enterAssignment, reportToSupervisor, superviseWorkers, threadCount, workerAssignment,
 } from "./cluster.ts";
 import { ServerCore } from "./server-core.ts";
+import { reloadHandlers } from "./reload.ts";
 import { stopModeOf } from "./stop-mode.ts";
 import { checkTopic } from "./topics.ts";
 import { WorkerBus } from "./worker-bus.ts";
@@ -70,7 +71,7 @@ export function serve<T = undefined, _R extends string = string>(options: ServeO
 }
 
 /** One reactor on this thread. */
-function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerCore<T> } {
+function serveHere<T>(options: ServeOptions<T>): { server: Server<T>; core: ServerCore<T> } {
   const resolved = resolveOptions(options);
   const transport = createBackend(resolved);
   const core = new ServerCore<T>(transport, resolved, options.clock ?? realClock);
@@ -83,7 +84,7 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
   }
   const upgrades = core.fetchUpgrades;
   const port = transport.listenerPort(core.listener);
-  const server: Server = {
+  const server: Server<T> = {
     port,
     hostname: resolved.hostname,
     url: new URL(`http://${resolved.hostname}:${port}/`),
@@ -104,6 +105,11 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server; core: ServerC
     publish: (topic, data) => core.publish(checkTopic(topic), data, undefined),
     // With threads, every worker's (the others' as last told: see worker-bus.ts).
     subscriberCount: (topic) => core.topics.totalSubscriberCount(topic),
+    reload(reloadOptions) {
+      reloadHandlers(core, reloadOptions);
+      return server;
+    },
+    [Symbol.dispose]: () => void core.stop("close"),
   };
   core.server = server;
   return { server, core };

@@ -45,7 +45,8 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
     messagesIn: 0, messagesOut: 0, messagesLent: 0, dropped: 0, protocolErrors: 0, idleTimeouts: 0,
     evictions: 0, connections: 0, handshakes: 0,
   };
-  readonly handlers: WebSocketHandler<T>;
+  /** The user's handlers; replaced by `server.reload` (read at every call, never cached). */
+  handlers: WebSocketHandler<T>;
   readonly messageBuffers = new MessageBufferPool();
   readonly topics = new Topics<Subscriber>(this.messageBuffers);
   /** Where published text is encoded (not `scratch`: a handler during the walk may send). */

@@ -25,6 +25,11 @@ describe("serve({ backend })", () => {
       .toThrow(/unknown backend "uring" \(one of auto, io_uring, epoll, bun, iocp, or a Transport\)/);
   });
 
+  test("Bun's routes option is refused with what to do instead (not silently ignored)", () => {
+    expect(() => serve({ port: 0, backend: new FakeTransport(new FakeNetwork()), websocket,
+      routes: { "/": new Response("x") } } as never)).toThrow(/routes are not supported yet: route inside fetch/);
+  });
+
   test("threads need a backend by name", () => {
     expect(() => serve({ port: 0, threads: 2, backend: new FakeTransport(new FakeNetwork()), websocket }))
       .toThrow(expect.objectContaining({ code: "WS_ERR_BAD_OPTION" }));

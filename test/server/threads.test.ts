@@ -85,4 +85,12 @@ describe("threads per core", () => {
     expect(findings.droppedAfterMs).toBeLessThan(1000); // not after closeTimeout (3000 ms)
     expect(exitCode).toBe(0);
   }, 20_000);
+
+  test.skipIf(skipReason !== "")("stop() drains: no new connections, open sockets go on, resolves once they leave", () => {
+    const { exitCode, findings, stderr } = runFixture("threads-drain.ts", 20_000);
+    expect(findings).toEqual({
+      refusedDuringDrain: true, echo: "still here", resolvedWhileOpen: false, closeCode: 1000, resolved: true,
+    });
+    expect(exitCode, stderr).toBe(0);
+  }, 25_000);
 });

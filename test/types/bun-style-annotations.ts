@@ -58,5 +58,6 @@ export function start(): Server<Data> {
   void server.subscriberCount("lobby");
   void server.requestIP;
   void [server.pendingRequests, server.id, server.development];
+  server.reload({ fetch: () => new Response("v2"), websocket: handler });
   return server;
 }
