@@ -15,7 +15,7 @@ export { UringTransport, type UringTransportOptions } from "./reactor/uring-tran
 // The WebSocket server.
 export { serve } from "./server/serve.ts";
 export type {
-  BinaryType, Clock, FetchUpgradeOptions, PubSubStats, Server, ServerStats, ServerWebSocket, ServeOptions, ReloadOptions, UpgradeAcceptance,
+  BinaryType, Clock, Compressor, FetchUpgradeOptions, PerMessageDeflateOptions, PubSubStats, Server, ServerStats, ServerWebSocket, ServeOptions, ReloadOptions, UpgradeAcceptance,
   WebSocketHandler, WebSocketOptions,
 } from "./api/websocket.ts";
 export { ReadyState, SEND_BACKPRESSURE, SEND_DROPPED } from "./api/websocket.ts";

@@ -84,14 +84,36 @@ export interface WebSocketOptions {
   closeOnBackpressureLimit?: boolean;
 }
 
+/** Bun's (uWS's) compressor names for `perMessageDeflate` (see the README's "Compression"). */
+export type Compressor =
+  | "disable" | "shared" | "dedicated"
+  | "3KB" | "4KB" | "8KB" | "16KB" | "32KB" | "64KB" | "128KB" | "256KB";
+
+export interface PerMessageDeflateOptions {
+  /** How the server compresses what it sends; default "shared". false/"disable": never. */
+  compress?: boolean | Compressor;
+  /**
+   * How the server inflates what clients send; default "shared". A negotiated client may
+   * always compress, so "disable" (or false) inflates with the shared stream: no memory per
+   * socket. Both directions disabled: the extension is not negotiated at all.
+   */
+  decompress?: boolean | Compressor;
+  /** Messages shorter than this many bytes are sent uncompressed; default 1024 (as `ws`). */
+  threshold?: number;
+  /** zlib level 1..9; default 1 (see message-deflater.ts). */
+  level?: number;
+}
+
 export interface WebSocketHandler<T = undefined> extends WebSocketOptions {
   /** `ws.publish` reaches the publishing socket too, when it is subscribed. Default false. */
   publishToSelf?: boolean;
   /**
-   * Accepted as Bun.serve takes it, not negotiated yet: every connection is uncompressed
-   * (RFC 7692 lets a server decline the extension; clients then send plain frames).
+   * permessage-deflate (RFC 7692), as Bun.serve takes it: `true` is `{ compress: "shared",
+   * decompress: "shared" }` (no memory per socket); a compressor name per direction; plus
+   * `threshold` (bytes; shorter messages go uncompressed, default 1024) and `level` (zlib
+   * 1..9, default 1). See "Compression" in the README for the memory of each setting.
    */
-  perMessageDeflate?: boolean | { compress?: boolean | string; decompress?: boolean | string };
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**
    * A whole message: text as a string; binary as a `Buffer` (as in Bun.serve) that is
@@ -243,7 +265,31 @@ export interface ServerStats {
   readonly evictions: number;
   /** Pub/sub: topics with subscribers now, and publishes, deliveries and drops so far. */
   readonly pubsub: PubSubStats;
+  /** permessage-deflate: zlib memory now and bytes through it so far (zeros when it is off). */
+  readonly compression: CompressionStats;
   readonly transport: TransportStats;
+}
+
+export interface CompressionStats {
+  /** Open sockets that negotiated permessage-deflate. */
+  readonly sockets: number;
+  /** Sockets holding a zlib stream of their own to compress with (a dedicated compressor). */
+  readonly dedicatedCompressors: number;
+  /** Sockets holding one to inflate with (a dedicated decompressor). */
+  readonly dedicatedDecompressors: number;
+  /** Native bytes those sockets' streams hold (zlib state + output scratch). */
+  readonly socketBytes: number;
+  /** socketBytes / sockets, rounded: what a compressed socket costs on average. */
+  readonly bytesPerSocket: number;
+  /** The server's shared streams (no context takeover): the same for 1 socket or 100,000. */
+  readonly sharedBytes: number;
+  readonly messagesCompressed: number;
+  readonly bytesBeforeCompression: number;
+  readonly bytesAfterCompression: number;
+  readonly messagesInflated: number;
+  /** Compressed bytes received; bytesAfterInflation is what they inflated to. */
+  readonly bytesBeforeInflation: number;
+  readonly bytesAfterInflation: number;
 }
 
 export interface PubSubStats {

@@ -142,6 +142,7 @@ export function build101Response(
   acceptKey: string,
   protocol?: string | null,
   extraHeaders?: HeadersInput,
+  extensions?: string,
 ): Uint8Array {
   if (acceptKey.length === 0 || !isFieldValue(acceptKey)) {
     throw new UsageError(INVALID_HEADER, "build101Response: acceptKey must come from acceptKey()");
@@ -155,6 +156,7 @@ export function build101Response(
     }
     text += "Sec-WebSocket-Protocol: " + protocol + CRLF;
   }
+  if (extensions !== undefined) text += "Sec-WebSocket-Extensions: " + extensions + CRLF;
   if (extraHeaders !== undefined) {
     text += headerLines(extraHeaders, RESERVED_IN_101, "build101Response");
   }
@@ -177,6 +179,7 @@ export function write101Response(
   clientKey: string,
   protocol?: string | null,
   extraHeaders?: HeadersInput,
+  extensions?: string,
 ): number {
   let lines = "";
   if (protocol !== undefined && protocol !== null) {
@@ -187,6 +190,8 @@ export function write101Response(
     }
     lines = "Sec-WebSocket-Protocol: " + protocol + CRLF;
   }
+  // Built by negotiateDeflate from tokens only: nothing to check.
+  if (extensions !== undefined) lines += "Sec-WebSocket-Extensions: " + extensions + CRLF;
   if (extraHeaders !== undefined) {
     lines += headerLines(extraHeaders, RESERVED_IN_101, "build101Response");
   }

@@ -13,11 +13,12 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import { ErrorCode, UsageError } from "../api/errors.ts";
 import { isStronger, stopArgumentOf, stopModeOf, type StopMode } from "./stop-mode.ts";
 import type { TransportStats } from "../api/transport.ts";
-import type { PubSubStats, Server, ServerStats } from "../api/websocket.ts";
+import type { CompressionStats, PubSubStats, Server, ServerStats } from "../api/websocket.ts";
 import { OPCODE_BINARY, OPCODE_TEXT } from "../protocol/constants.ts";
 import { allowedCpus, nodeOfCpu, pinThreadToCpu } from "../reactor/affinity.ts";
 import { closeSocket, reservePort } from "../reactor/sockets.ts";
 import { BusTable } from "./bus-table.ts";
+import { NO_COMPRESSION } from "./deflate-sessions.ts";
 import { viewBytes } from "./outgoing-bytes.ts";
 import type { WorkerPubSubCounters } from "./topics.ts";
 import { WorkerBus, type BusAssignment, type PeerLinks } from "./worker-bus.ts";
@@ -470,8 +471,19 @@ export function sumStats(reports: ServerStats[], own?: { published: number } & W
     idleTimeouts: sum(reports, (s) => s.idleTimeouts),
     evictions: sum(reports, (s) => s.evictions),
     pubsub,
+    compression: sumCompression(reports.map((report) => report.compression)),
     transport,
   };
+}
+
+/** Every field summed, bytesPerSocket recomputed from the sums. */
+function sumCompression(reports: CompressionStats[]): CompressionStats {
+  const total = { ...NO_COMPRESSION } as Record<keyof CompressionStats, number>;
+  for (const report of reports) {
+    for (const key of Object.keys(total) as (keyof CompressionStats)[]) total[key] += report[key];
+  }
+  total.bytesPerSocket = total.sockets === 0 ? 0 : Math.round(total.socketBytes / total.sockets);
+  return total;
 }
 
 const NO_POOL = {

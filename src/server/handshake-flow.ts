@@ -18,6 +18,7 @@
  * a scratch buffer (the transport copies on send), and no method that runs on every
  * handshake creates a closure.
  */
+import type { DeflateAgreement } from "../protocol/permessage-deflate.ts";
 import type { FetchUpgradeOptions, UpgradeAcceptance } from "../api/websocket.ts";
 import { ENOBUFS } from "../api/errno.ts";
 import { CloseMode } from "../api/transport.ts";
@@ -238,14 +239,19 @@ export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshak
     let protocol: string;
     let response: Uint8Array;
     let length: number;
+    let deflate: DeflateAgreement | null;
     try {
       const { headers, headerProtocol } = splitProtocolHeader(acceptance?.headers);
       protocol = selectProtocol(upgrade.protocols, acceptance?.protocol ?? headerProtocol) ?? "";
       // Into the scratch buffer (send copies it); built only when it does not fit there.
+      // A hook that answers Sec-WebSocket-Extensions itself owns the extension.
+      deflate = this.core.deflate === null || upgrade.extensions === "" || namesExtensions(headers) ? null
+        : this.core.deflate.negotiate(upgrade.extensions);
+      const extensions = deflate?.response;
       response = RESPONSE_SCRATCH;
-      length = write101Response(response, upgrade.key, protocol || undefined, headers);
+      length = write101Response(response, upgrade.key, protocol || undefined, headers, extensions);
       if (length < 0) {
-        response = build101Response(acceptKey(upgrade.key), protocol || undefined, headers);
+        response = build101Response(acceptKey(upgrade.key), protocol || undefined, headers, extensions);
         length = response.length;
       }
     } catch (error) {
@@ -266,7 +272,7 @@ export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshak
     this.phase = DONE;
     this.accepted = true;
     this.resumeReading(); // paused by an async hook: the WebSocket reads from now on
-    this.core.accept(this.conn, acceptance?.data, protocol, early);
+    this.core.accept(this.conn, acceptance?.data, protocol, early, deflate);
   }
 
   /** Bytes that came behind the request (pipelined frames), in arrival order. */
@@ -302,4 +308,8 @@ export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshak
     this.respond(buildErrorResponse(result.status, result.reason));
     return null;
   }
+}
+
+function namesExtensions(headers: [string, string][] | undefined): boolean {
+  return headers !== undefined && headers.some(([name]) => name.toLowerCase() === "sec-websocket-extensions");
 }

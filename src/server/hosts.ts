@@ -3,6 +3,8 @@
  * implements both; the socket and handshake files know only these, so src/server has no
  * import circle and each child sees just what it may call.
  */
+import type { DeflateAgreement } from "../protocol/permessage-deflate.ts";
+import type { DeflateSessions } from "./deflate-sessions.ts";
 import type { Transport } from "../api/transport.ts";
 import type { Server, ServerWebSocket, WebSocketHandler } from "../api/websocket.ts";
 import type { FetchUpgrades } from "./fetch-upgrades.ts";
@@ -37,6 +39,8 @@ export interface SocketHost<T> extends CoreServices<T> {
   readonly counters: SocketCounters;
   readonly handlers: WebSocketHandler<T>;
   readonly messageBuffers: MessageBufferPool;
+  /** permessage-deflate streams (null when the server does not negotiate it). */
+  readonly deflate: DeflateSessions | null;
   /** The socket of `conn` sent its close frame: wait up to closeTimeout for the peer's. */
   closing(conn: number): void;
   /** Run the message handler under the handler rule (a throw closes that socket, 1011). */
@@ -47,7 +51,7 @@ export interface SocketHost<T> extends CoreServices<T> {
   readonly topics: Topics<Subscriber>;
   /** Publish `data` to `topic`'s subscribers but `except`: Topics.publish's result. */
   publish(topic: string, data: string | Uint8Array | ArrayBufferView | ArrayBuffer,
-    except: Subscriber | undefined): number;
+    except: Subscriber | undefined, compress?: boolean): number;
   /**
    * A send or publish to `socket` was dropped at its backpressure limit: tell the `dropped`
    * handler (when there is one) what it lost.
@@ -70,8 +74,14 @@ export interface HandshakeHost<T> extends CoreServices<T> {
   takeRequestParser(): HttpRequestParser;
   releaseRequestParser(parser: HttpRequestParser): void;
   releaseHandshake(handshake: PooledHandshake): void;
-  /** The 101 is queued: `conn` becomes a WebSocket (frames that came behind: `leftover`). */
-  accept(conn: number, data: T | undefined, protocol: string, leftover: Uint8Array | undefined): void;
+  /** permessage-deflate, when the server negotiates it (the 101 carries the agreement). */
+  readonly deflate: DeflateSessions | null;
+  /**
+   * The 101 is queued: `conn` becomes a WebSocket (frames that came behind: `leftover`),
+   * compressed when `deflate` is an agreement.
+   */
+  accept(conn: number, data: T | undefined, protocol: string, leftover: Uint8Array | undefined,
+    deflate: DeflateAgreement | null): void;
   /** The handshake was answered with an HTTP response: close after it is flushed. */
   handshakeDone(conn: number): void;
   /**

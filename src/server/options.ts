@@ -5,6 +5,7 @@
 import { ErrorCode, UsageError } from "../api/errors.ts";
 import type { BackendChoice, Transport } from "../api/transport.ts";
 import type { ServeOptions, WebSocketHandler, WebSocketOptions } from "../api/websocket.ts";
+import { resolveDeflate, type DeflateConfig } from "./deflate-options.ts";
 
 export interface ResolvedOptions<T> {
   port: number;
@@ -29,6 +30,8 @@ export interface ResolvedOptions<T> {
   /** 500 bodies carry the error's stack (Bun's `development`); default false. */
   development: boolean;
   websocket: WebSocketHandler<T>;
+  /** permessage-deflate settings; null when it is not negotiated. */
+  deflate: DeflateConfig | null;
   poisonMessageViews: boolean;
   transport: Record<string, unknown>;
   /** How often timeouts are checked: a quarter of the shortest timeout, 50 ms to 1 s. */
@@ -117,6 +120,7 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
     error: options.error,
     development: options.development ?? false,
     websocket: options.websocket,
+    deflate: resolveDeflate(options.websocket.perMessageDeflate),
     poisonMessageViews: options.poisonMessageViews ?? false,
     transport: { ...(options.transport ?? {}) },
     tickMs: Math.max(50, Math.min(1000, Math.floor(shortest / 4))),

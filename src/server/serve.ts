@@ -102,7 +102,7 @@ function serveHere<T>(options: ServeOptions<T>): { server: Server<T>; core: Serv
     stats: () => core.stats(),
     upgrade: (request, upgradeOptions) => upgrades.upgrade(request, upgradeOptions),
     requestIP: (request) => upgrades.requestIP(request),
-    publish: (topic, data) => core.publish(checkTopic(topic), data, undefined),
+    publish: (topic, data, compress) => core.publish(checkTopic(topic), data, undefined, compress !== false),
     // With threads, every worker's (the others' as last told: see worker-bus.ts).
     subscriberCount: (topic) => core.topics.totalSubscriberCount(topic),
     reload(reloadOptions) {

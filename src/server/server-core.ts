@@ -20,6 +20,8 @@ import { Topics, type PublishedFrame, type Subscriber } from "./topics.ts";
 import { grown, initialCapacity } from "../pool/grown-array.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
 import { MessageBufferPool } from "./message-buffers.ts";
+import { DeflateSessions, NO_COMPRESSION } from "./deflate-sessions.ts";
+import type { DeflateAgreement } from "../protocol/permessage-deflate.ts";
 import type { ResolvedOptions } from "./options.ts";
 import type { HandshakeHost, SocketHost } from "./hosts.ts";
 import { WebSocketConnection } from "./ws-connection.ts";
@@ -52,8 +54,11 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   /** Where published text is encoded (not `scratch`: a handler during the walk may send). */
   private readonly publishScratch = Buffer.allocUnsafeSlow(64 * 1024);
   private publishDepth = 0;
-  /** One options object for every connection's frame parser. */
+  /** One options object for every connection's frame parser (and one for compressed ones). */
   private readonly frameParserOptions: FrameParserOptions;
+  private readonly deflateParserOptions: FrameParserOptions;
+  /** permessage-deflate state; null when the server does not negotiate it. */
+  readonly deflate: DeflateSessions | null;
   private readonly requestParsers: HttpRequestParser[] = [];
   private readonly handshakeStates: HandshakeState<T>[] = [];
   private sockets: (WebSocketConnection<T> | undefined)[];
@@ -90,6 +95,9 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
       role: Role.Server, maxPayloadLength: options.maxPayloadLength,
       messageBuffers: this.messageBuffers,
     };
+    this.deflateParserOptions = { ...this.frameParserOptions, allowRsv1: true };
+    this.deflate = options.deflate === null ? null : new DeflateSessions(options.deflate);
+    this.topics.useCompression(this.deflate);
     // Per-connection state grows with the slots the transport hands out (grown-array.ts).
     const initial = options.transport.initialConnections;
     const slots = initialCapacity(options.maxConnections, typeof initial === "number" ? initial : undefined);
@@ -178,6 +186,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
       if (close) this.invoke(socket, close, socket.closeCode, socket.closeReason);
       // After `close`, which may still read its subscriptions (to tell a room it left).
       this.topics.dropSocket(socket);
+      this.deflate?.close(conn);
     } else if (this.pending[conn] !== undefined) {
       this.pending[conn]!.abandon();
       this.pending[conn] = undefined;
@@ -212,12 +221,16 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
 
   /** The handshake succeeded and the 101 is queued: the connection becomes a WebSocket. */
   accept(conn: number, data: T | undefined, protocol: string,
-    leftover: Uint8Array | undefined): void {
+    leftover: Uint8Array | undefined, deflate: DeflateAgreement | null): void {
     this.pending[conn] = undefined;
     this.counters.handshakes--;
     this.deadlines.remove(conn);
-    const parser = new FrameParser(this.frameParserOptions);
+    const parser = new FrameParser(deflate === null ? this.frameParserOptions : this.deflateParserOptions);
     const socket = new WebSocketConnection(this, conn, parser, data as T, protocol);
+    if (deflate !== null) {
+      this.deflate!.open(conn, deflate);
+      socket.markCompressed();
+    }
     this.sockets[conn] = socket;
     this.counters.connections++;
     this.lastActivity[conn] = this.now;
@@ -284,10 +297,10 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   // ------------------------------------------------------------ pub/sub
 
   publish(topic: string, data: string | Uint8Array | ArrayBufferView | ArrayBuffer,
-    except: Subscriber | undefined): number {
+    except: Subscriber | undefined, compress = true): number {
     if (typeof data !== "string") {
       const bytes = viewBytes(data);
-      return this.topics.publish(topic, OPCODE_BINARY, bytes, 0, bytes.length, except);
+      return this.topics.publish(topic, OPCODE_BINARY, bytes, 0, bytes.length, except, compress);
     }
     // Text is encoded once into the publish scratch; a publish from a handler that the
     // walk calls (`dropped`) must not overwrite it, so that one gets its own bytes.
@@ -295,7 +308,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
     const bytes = encodeText(data, scratch);
     this.publishDepth++;
     try {
-      return this.topics.publish(topic, OPCODE_TEXT, bytes.array, 0, bytes.length, except);
+      return this.topics.publish(topic, OPCODE_TEXT, bytes.array, 0, bytes.length, except, compress);
     } finally {
       this.publishDepth--;
     }
@@ -413,6 +426,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
     this.stopTicking();
     await this.transport.dispose();
     this.messageBuffers.dispose(); // after the transport: it may have read loans until now
+    this.deflate?.dispose();
   }
 
   /** Close the connections as `mode` asks (drain: leave them be). */
@@ -444,6 +458,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
     this.stopTicking();
     this.transport.closeNow();
     this.messageBuffers.dispose();
+    this.deflate?.dispose();
   }
 
   private abortAll(): void {
@@ -474,6 +489,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
       idleTimeouts: this.counters.idleTimeouts,
       evictions: this.counters.evictions,
       pubsub: this.topics.stats(),
+      compression: this.deflate?.stats() ?? NO_COMPRESSION,
       transport,
     };
   }

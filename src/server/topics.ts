@@ -26,6 +26,7 @@ import { writeFrameHeader } from "../protocol/frame-writer.ts";
 import { FRAME_HEADER_BYTES_MAX } from "../protocol/constants.ts";
 import { SMALL_SLOT_SIZE } from "../reactor/send-queues.ts";
 import { LENDABLE_BYTES, type MessageBufferPool } from "./message-buffers.ts";
+import type { DeflateSessions } from "./deflate-sessions.ts";
 
 /** Topics are strings (as in Bun); anything else is a mistake worth a clear error. */
 export function checkTopic(topic: string): string {
@@ -45,6 +46,12 @@ export interface PublishedFrame {
   start: number;
   end: number;
   lender: MessageBufferPool | null;
+  /** Compressed sockets get it compressed (publish's `compress`, threshold met, deflate on). */
+  readonly compressible: boolean;
+  /** Compressed forms by window bits, made once for all sockets sharing that stream. */
+  variants: (PublishedFrame | undefined)[] | null;
+  /** For a compressed form: the frame it was made from (what `dropped` is told). */
+  readonly source: PublishedFrame | null;
 }
 
 /** What a topic needs of a socket. */
@@ -119,7 +126,14 @@ export class Topics<S extends Subscriber> {
   /** The worker bus, with threads. */
   private peers: TopicPeers | undefined;
 
+  /** permessage-deflate streams, for publishes to compressed sockets (null: off). */
+  private deflate: DeflateSessions | null = null;
+
   constructor(private readonly buffers: MessageBufferPool) {}
+
+  useCompression(deflate: DeflateSessions | null): void {
+    this.deflate = deflate;
+  }
 
   /** Join the other workers: from now on they hear of every count change and publish. */
   attachPeers(peers: TopicPeers): void {
@@ -193,8 +207,8 @@ export class Topics<S extends Subscriber> {
    * (no subscribers, or every one dropped it).
    */
   publish(name: string, opcode: number, payload: Uint8Array, start: number, end: number,
-    except: S | undefined): number {
-    const local = this.deliver(name, opcode, payload, start, end, except);
+    except: S | undefined, compress = true): number {
+    const local = this.deliver(name, opcode, payload, start, end, except, compress);
     const workers = this.peers === undefined ? 0 : this.peers.forward(name, opcode, payload, start, end);
     if (local === 0 && workers === 0) return 0;
     this.counters.published++;
@@ -208,7 +222,7 @@ export class Topics<S extends Subscriber> {
    * without counting a publish.
    */
   deliver(name: string, opcode: number, payload: Uint8Array, start: number, end: number,
-    except: S | undefined): number {
+    except: S | undefined, compress = true): number {
     const topic = this.topics.get(name);
     if (topic === undefined) return 0;
     // Those subscribed now: a (un)subscribe during the walk (from a handler) changes the
@@ -216,7 +230,10 @@ export class Topics<S extends Subscriber> {
     const members = topic.members.slice();
     const length = end - start;
     const headerSize = writeFrameHeader(this.header, 0, opcode, true, false, length);
-    const frame: PublishedFrame = { header: this.header, headerSize, payload, start, end, lender: null };
+    const compressible = compress && this.deflate !== null && length >= this.deflate.threshold;
+    const frame: PublishedFrame = {
+      header: this.header, headerSize, payload, start, end, lender: null, compressible, variants: null, source: null,
+    };
     let lent: Uint8Array | null = null;
     const lend = length >= LOAN_FROM_BYTES
       || (length + FRAME_HEADER_BYTES_MAX > SMALL_SLOT_SIZE && members.length >= LEND_TO_MEMBERS);
@@ -247,10 +264,42 @@ export class Topics<S extends Subscriber> {
       }
     } finally {
       if (lent !== null) this.buffers.release(lent); // back once every loan returned
+      if (frame.variants !== null) this.releaseVariants(frame.variants);
     }
     if (queued === 0) return 0;
     if (backedUp) return -1;
     return length === 0 ? 1 : length;
+  }
+
+  /**
+   * `frame` compressed for the sockets sharing the server's stream of `windowBits`: made on
+   * the first such subscriber, then queued to every other one (compressed once per publish,
+   * not per subscriber). Its bytes are copied out of the stream's output (the next compress
+   * reuses that), into native memory to lend when the frame would be lent.
+   */
+  compressedFrame(frame: PublishedFrame, windowBits: number): PublishedFrame {
+    const variants = (frame.variants ??= []);
+    const made = variants[windowBits];
+    if (made !== undefined) return made;
+    const deflate = this.deflate!;
+    const length = deflate.compressShared(windowBits, frame.payload, frame.start, frame.end);
+    const header = new Uint8Array(FRAME_HEADER_BYTES_MAX);
+    const headerSize = writeFrameHeader(header, 0, frame.header[0] & 0x0f, true, true, length);
+    const lendable = frame.lender !== null ? this.buffers.acquire(Math.max(length, LENDABLE_BYTES)) : null;
+    const payload = lendable ?? new Uint8Array(length);
+    payload.set(deflate.output.subarray(0, length), 0);
+    const variant: PublishedFrame = {
+      header, headerSize, payload, start: 0, end: length, lender: lendable === null ? null : this.buffers,
+      compressible: false, variants: null, source: frame,
+    };
+    variants[windowBits] = variant;
+    return variant;
+  }
+
+  private releaseVariants(variants: (PublishedFrame | undefined)[]): void {
+    for (const variant of variants) {
+      if (variant?.lender != null) variant.lender.release(variant.payload);
+    }
   }
 
   private leave(topic: Topic<S>, socket: S): void {

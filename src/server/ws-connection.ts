@@ -11,11 +11,13 @@ import { ErrorCode, UsageError } from "../api/errors.ts";
 import { ENOBUFS } from "../api/errno.ts";
 import { CloseMode } from "../api/transport.ts";
 import {
-  CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER,
+  CLOSE_ABNORMAL, CLOSE_INVALID_PAYLOAD, CLOSE_MESSAGE_TOO_BIG, CLOSE_NO_STATUS, CLOSE_NORMAL,
+  CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER,
   OPCODE_BINARY,
   OPCODE_PING, OPCODE_PONG, OPCODE_TEXT, type ProtocolError,
 } from "../protocol/constants.ts";
 import { isValidCloseCode } from "../protocol/close.ts";
+import { classifyText, TEXT_ASCII, TEXT_INVALID } from "../protocol/utf8.ts";
 import type { FrameParser, FrameSink } from "../protocol/frame-parser.ts";
 import {
   frameHeaderSize, writeCloseFrame, writeControlFrame, writeFrameHeader,
@@ -25,6 +27,8 @@ import { COPY_MAX, isMessageView, messageBytes } from "./message-view.ts";
 import type { SocketHost } from "./hosts.ts";
 import { checkTopic, type PublishedFrame } from "./topics.ts";
 import { viewBytes } from "./outgoing-bytes.ts";
+import { NOT_COMPRESSED } from "./deflate-sessions.ts";
+import { INFLATE_TOO_BIG } from "./message-inflater.ts";
 
 /** Where text is encoded in the scratch buffer: room for the longest header in front. */
 const TEXT_AT = 14;
@@ -46,11 +50,13 @@ export const BACKPRESSURE_HIGH_WATER = 64 * 1024;
 export const MAX_PONGS_QUEUED = 1024;
 /** sendState bit: the socket was evicted. */
 const EVICTED = 1 << 30;
+/** sendState bit: permessage-deflate was negotiated (core.deflate has its agreement). */
+const DEFLATE = 1 << 29;
 /** sendState bits 27-28: binaryType (0 nodebuffer, 1 arraybuffer, 2 uint8array). */
 const BINARY_TYPE_SHIFT = 27;
 const BINARY_TYPE_MASK = 3 << BINARY_TYPE_SHIFT;
 /** What queueEmptied keeps of sendState. */
-const KEPT_STATE = EVICTED | BINARY_TYPE_MASK;
+const KEPT_STATE = EVICTED | DEFLATE | BINARY_TYPE_MASK;
 const BINARY_TYPES: readonly BinaryType[] = ["nodebuffer", "arraybuffer", "uint8array"];
 
 /** How a socket closed: the code and reason reported to `close`. */
@@ -126,6 +132,11 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     this.sendState = (this.sendState & ~BINARY_TYPE_MASK) | (index << BINARY_TYPE_SHIFT);
   }
 
+  /** permessage-deflate was negotiated for this socket (set once, before `open`). */
+  markCompressed(): void {
+    this.sendState |= DEFLATE;
+  }
+
   /** A send returned backpressure and `drain` has not been called since. */
   get needsDrain(): boolean {
     return (this.sendState & 1) !== 0;
@@ -179,25 +190,31 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
 
   // ------------------------------------------------------------ sending
 
-  send(data: string | ArrayBufferView | ArrayBuffer): number {
-    return typeof data === "string" ? this.sendText(data) : this.sendBinary(data);
+  /**
+   * `compress`: with permessage-deflate negotiated, messages of `threshold` bytes or more
+   * are compressed unless this is false (Bun 1.4.5 compresses only when it is true).
+   */
+  send(data: string | ArrayBufferView | ArrayBuffer, compress?: boolean): number {
+    return typeof data === "string" ? this.sendText(data, compress) : this.sendBinary(data, compress);
   }
 
-  sendText(data: string): number {
-    if (data === receivedText) return this.sendFrame(OPCODE_TEXT, receivedBytes, receivedStart, receivedEnd);
+  sendText(data: string, compress?: boolean): number {
+    if (data === receivedText) {
+      return this.sendFrame(OPCODE_TEXT, receivedBytes, receivedStart, receivedEnd, compress);
+    }
     const scratch = this.core.scratch;
     // UTF-8 takes at most 3 bytes per UTF-16 unit: encode in place behind the header room.
     if (data.length * 3 <= scratch.length - TEXT_AT) {
       const written = (scratch as Utf8Buffer).utf8Write(data, TEXT_AT, scratch.length - TEXT_AT);
-      return this.sendFrame(OPCODE_TEXT, scratch, TEXT_AT, TEXT_AT + written);
+      return this.sendFrame(OPCODE_TEXT, scratch, TEXT_AT, TEXT_AT + written, compress);
     }
     const bytes = textEncoder.encode(data);
-    return this.sendFrame(OPCODE_TEXT, bytes, 0, bytes.length);
+    return this.sendFrame(OPCODE_TEXT, bytes, 0, bytes.length, compress);
   }
 
-  sendBinary(data: ArrayBufferView | ArrayBuffer): number {
+  sendBinary(data: ArrayBufferView | ArrayBuffer, compress?: boolean): number {
     const bytes = viewBytes(data);
-    return this.sendFrame(OPCODE_BINARY, bytes, 0, bytes.length);
+    return this.sendFrame(OPCODE_BINARY, bytes, 0, bytes.length, compress);
   }
 
   // ------------------------------------------------------------ pub/sub
@@ -219,17 +236,18 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     return this.core.topics.subscriptionsOf(this);
   }
 
-  /** To every subscriber of `topic` but this socket (unless publishToSelf). */
-  publish(topic: string, data: string | ArrayBufferView | ArrayBuffer, _compress?: boolean): number {
-    return this.core.publish(checkTopic(topic), data, this.core.options.publishToSelf ? undefined : this);
+  /** To every subscriber of `topic` but this socket (unless publishToSelf); `compress` as for send. */
+  publish(topic: string, data: string | ArrayBufferView | ArrayBuffer, compress?: boolean): number {
+    return this.core.publish(checkTopic(topic), data, this.core.options.publishToSelf ? undefined : this,
+      compress !== false);
   }
 
-  publishText(topic: string, data: string, _compress?: boolean): number {
-    return this.publish(topic, String(data));
+  publishText(topic: string, data: string, compress?: boolean): number {
+    return this.publish(topic, String(data), compress);
   }
 
-  publishBinary(topic: string, data: ArrayBufferView | ArrayBuffer, _compress?: boolean): number {
-    return this.publish(topic, data);
+  publishBinary(topic: string, data: ArrayBufferView | ArrayBuffer, compress?: boolean): number {
+    return this.publish(topic, data, compress);
   }
 
   ping(data?: string | ArrayBufferView | ArrayBuffer): number {
@@ -254,8 +272,10 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    * the scratch buffer (text encoded in place), else header and payload are queued as a pair:
    * all or nothing, no intermediate copy.
    */
-  private sendFrame(opcode: number, payload: Uint8Array, start: number, end: number): number {
-    return this.sendChecked(opcode, payload, start, end, null, undefined);
+  private sendFrame(opcode: number, payload: Uint8Array, start: number, end: number,
+    compress: boolean | undefined): number {
+    const compressed = (this.sendState & DEFLATE) !== 0 && compress !== false;
+    return this.sendChecked(opcode, payload, start, end, null, undefined, compressed);
   }
 
   /**
@@ -263,7 +283,24 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    * socket's backpressure limit like a send. Topics call it for each subscriber.
    */
   deliver(frame: PublishedFrame, topic: string): number {
-    return this.sendChecked(0, frame.payload, frame.start, frame.end, frame, topic);
+    if ((this.sendState & DEFLATE) !== 0 && frame.compressible) return this.deliverCompressed(frame, topic);
+    return this.sendChecked(0, frame.payload, frame.start, frame.end, frame, topic, false);
+  }
+
+  /**
+   * A publish to a compressed socket: the frame compressed once for every socket sharing
+   * the server's stream of its window size; a socket with a window of its own (a dedicated
+   * compressor) compresses it through that window, as a send.
+   */
+  private deliverCompressed(frame: PublishedFrame, topic: string): number {
+    const deflate = this.core.deflate!;
+    const conn = this.conn;
+    if (!deflate.compresses(conn)) return this.sendChecked(0, frame.payload, frame.start, frame.end, frame, topic, false);
+    if (!deflate.sharesCompressor(conn)) {
+      return this.sendChecked(frame.header[0] & 0x0f, frame.payload, frame.start, frame.end, null, topic, true);
+    }
+    const variant = this.core.topics.compressedFrame(frame, deflate.windowBitsOf(conn));
+    return this.sendChecked(0, variant.payload, variant.start, variant.end, variant, topic, false);
   }
 
   /**
@@ -273,7 +310,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    * and try once more; -1 once the queue crosses the high-water mark.
    */
   private sendChecked(opcode: number, payload: Uint8Array, start: number, end: number,
-    published: PublishedFrame | null, topic: string | undefined): number {
+    published: PublishedFrame | null, topic: string | undefined, compress: boolean): number {
     if (this.readyState !== ReadyState.OPEN) return SEND_DROPPED;
     const core = this.core;
     const transport = core.transport;
@@ -284,8 +321,13 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       if (core.options.closeOnBackpressureLimit) {
         this.fail(CLOSE_POLICY_VIOLATION, "backpressure limit");
       }
-      core.droppedMessage(this, opcode, published, payload, start, end, topic);
+      const original = published?.source ?? published;
+      if (original !== null) core.droppedMessage(this, 0, original, original.payload, original.start, original.end, topic);
+      else core.droppedMessage(this, opcode, null, payload, start, end, topic);
       return SEND_DROPPED;
+    }
+    if (compress && published === null && length >= core.deflate!.threshold) {
+      return this.countQueued(this.queueCompressed(opcode, payload, start, end), buffered, length);
     }
     let queued = published === null ? this.queueFrame(opcode, payload, start, end)
       : this.queuePublished(published);
@@ -295,6 +337,12 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       queued = published === null ? this.queueFrame(opcode, payload, start, end)
         : this.queuePublished(published);
     }
+    return this.countQueued(queued, buffered, length);
+  }
+
+  /** A queue attempt's result as send() returns it, counted. */
+  private countQueued(queued: number, buffered: number, length: number): number {
+    const core = this.core;
     if (queued < 0) {
       core.counters.dropped++;
       return SEND_DROPPED;
@@ -306,6 +354,33 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       return SEND_BACKPRESSURE;
     }
     return length === 0 ? 1 : length;
+  }
+
+  /**
+   * payload[start, end) compressed (RSV1) through this socket's agreement, header and
+   * compressed bytes queued as a pair (the transport copies them). When the socket keeps a
+   * window (a dedicated compressor) the message is in it now: if it cannot be queued even
+   * after send memory was reclaimed, the stream would be out of step, so the socket closes.
+   */
+  private queueCompressed(opcode: number, payload: Uint8Array, start: number, end: number): number {
+    const core = this.core;
+    const deflate = core.deflate!;
+    const length = deflate.compress(this.conn, payload, start, end);
+    if (length === NOT_COMPRESSED) {
+      const queued = this.queueFrame(opcode, payload, start, end);
+      if (queued === -ENOBUFS && core.reclaimSendMemory(this)) return this.queueFrame(opcode, payload, start, end);
+      return queued;
+    }
+    const scratch = core.scratch;
+    const headerSize = writeFrameHeader(scratch, 0, opcode, true, true, length);
+    const generation = deflate.generation;
+    let queued = core.transport.sendPair(this.conn, scratch, 0, headerSize, deflate.output, 0, length);
+    if (queued === -ENOBUFS && core.reclaimSendMemory(this) && deflate.generation === generation) {
+      writeFrameHeader(scratch, 0, opcode, true, true, length); // scratch may have been reused
+      queued = core.transport.sendPair(this.conn, scratch, 0, headerSize, deflate.output, 0, length);
+    }
+    if (queued < 0 && !deflate.sharesCompressor(this.conn)) this.evict();
+    return queued < 0 ? (queued === -ENOBUFS ? -ENOBUFS - 1 : queued) : queued;
   }
 
   /** Header + payload into the transport's queue: bytes queued or -errno (all or nothing). */
@@ -456,9 +531,13 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
 
   // ------------------------------------------------------------ FrameSink
 
-  onMessage(opcode: number, data: Uint8Array, start: number, end: number, _compressed: boolean,
+  onMessage(opcode: number, data: Uint8Array, start: number, end: number, compressed: boolean,
     ascii: boolean): void {
     if (this.readyState !== ReadyState.OPEN) return; // data after our close frame: ignored
+    if (compressed) {
+      this.onCompressedMessage(opcode, data, start, end);
+      return;
+    }
     const core = this.core;
     core.counters.messagesIn++;
     if (opcode === OPCODE_TEXT) {
@@ -489,6 +568,40 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     const message = messageBytes(data, start, end);
     core.invokeMessage(this, message);
     if (core.options.poisonMessageViews && isMessageView(message)) message.fill(0xdd);
+  }
+
+  /**
+   * A message with RSV1 (the parser allows it only when permessage-deflate was negotiated):
+   * inflated within maxPayloadLength — a bomb is cut off as soon as it passes the limit
+   * (1009), never inflated further — then text is validated as UTF-8 (1007) and the
+   * message handled as if it had arrived plain.
+   */
+  private onCompressedMessage(opcode: number, data: Uint8Array, start: number, end: number): void {
+    const core = this.core;
+    const deflate = core.deflate!;
+    const length = deflate.inflate(this.conn, data, start, end, core.options.maxPayloadLength);
+    if (length < 0) {
+      core.counters.protocolErrors++;
+      if (length === INFLATE_TOO_BIG) this.fail(CLOSE_MESSAGE_TOO_BIG, "message too big");
+      else this.fail(CLOSE_INVALID_PAYLOAD, "invalid compressed data");
+      this.parser.destroy();
+      return;
+    }
+    const output = deflate.output;
+    // A Buffer over the inflated bytes: text decodes in place, binary is handed as a view.
+    const bytes = Buffer.from(output.buffer, output.byteOffset, length);
+    let ascii = false;
+    if (opcode === OPCODE_TEXT) {
+      const kind = classifyText(bytes, 0, length);
+      if (kind === TEXT_INVALID) {
+        core.counters.protocolErrors++;
+        this.fail(CLOSE_INVALID_PAYLOAD, "invalid UTF-8");
+        this.parser.destroy();
+        return;
+      }
+      ascii = kind === TEXT_ASCII;
+    }
+    this.onMessage(opcode, bytes, 0, length, false, ascii);
   }
 
   onPing(data: Uint8Array, start: number, end: number): void {

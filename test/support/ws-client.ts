@@ -7,10 +7,13 @@ import { CloseMode, type Transport, type TransportHandler } from "../../src/api/
 import { OPCODE_BINARY, OPCODE_TEXT, Role, type ProtocolError } from "../../src/protocol/constants.ts";
 import { FrameParser, type FrameSink } from "../../src/protocol/frame-parser.ts";
 import { writeCloseFrame, writeFrame } from "../../src/protocol/frame-writer.ts";
+import zlib from "node:zlib";
 import { waitFor } from "./wait-for.ts";
 
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+
 export type ClientEvent =
-  | { type: "message"; opcode: number; data: Uint8Array; text: string }
+  | { type: "message"; opcode: number; data: Uint8Array; text: string; compressed: boolean }
   | { type: "ping" | "pong"; data: Uint8Array }
   | { type: "close"; code: number; reason: string }
   | { type: "error"; error: ProtocolError };
@@ -22,6 +25,12 @@ export interface ConnectOptions {
   rawRequest?: string;
   /** Split the request into pieces of this many bytes (each its own send). */
   requestChunk?: number;
+  /**
+   * Accept RSV1 frames and inflate them (send the offer yourself in `headers`). Inflating
+   * uses node:zlib, independent of the server's codec: context takeover is done by passing
+   * the last 32 KiB inflated as the dictionary, unless the 101 said server_no_context_takeover.
+   */
+  deflate?: boolean;
 }
 
 const decoder = new TextDecoder();
@@ -40,12 +49,15 @@ export class TestWsClient implements TransportHandler {
   opened = false;
   closedReason: number | undefined;
   private headBuffer = "";
-  private readonly parser = new FrameParser({ role: Role.Client, maxPayloadLength: 64 << 20 });
+  private readonly parser: FrameParser;
+  /** What the server's compressed messages inflated to, the last 32 KiB (its LZ77 window). */
+  private window = new Uint8Array(0);
   private readonly conn: number;
   private maskKey = 0x12345678;
 
   private constructor(private readonly transport: Transport, port: number,
     private readonly options: ConnectOptions) {
+    this.parser = new FrameParser({ role: Role.Client, maxPayloadLength: 64 << 20, allowRsv1: options.deflate === true });
     this.conn = transport.connect("127.0.0.1", port, this);
   }
 
@@ -100,9 +112,9 @@ export class TestWsClient implements TransportHandler {
   /** Frames from the server land here (a separate object: FrameSink and TransportHandler
    * both name a method onClose). */
   private readonly sink: FrameSink = {
-    onMessage: (opcode, data, start, end) => {
-      const bytes = copyOf(data, start, end);
-      this.events.push({ type: "message", opcode, data: bytes, text: decoder.decode(bytes) });
+    onMessage: (opcode, data, start, end, compressed) => {
+      const bytes = compressed ? this.inflate(data.subarray(start, end)) : copyOf(data, start, end);
+      this.events.push({ type: "message", opcode, data: bytes, text: decoder.decode(bytes), compressed });
     },
     onPing: (data, start, end) => void this.events.push({ type: "ping", data: copyOf(data, start, end) }),
     onPong: (data, start, end) => void this.events.push({ type: "pong", data: copyOf(data, start, end) }),
@@ -111,6 +123,28 @@ export class TestWsClient implements TransportHandler {
     },
     onError: (error) => void this.events.push({ type: "error", error }),
   };
+
+  private inflate(payload: Uint8Array): Uint8Array {
+    const takeover = !/server_no_context_takeover/i.test(this.responseHead);
+    const input = Buffer.concat([payload, DEFLATE_TAIL]);
+    const output = new Uint8Array(zlib.inflateRawSync(input, {
+      finishFlush: zlib.constants.Z_SYNC_FLUSH, ...(takeover && this.window.length > 0 ? { dictionary: this.window } : {}),
+    }));
+    if (takeover) {
+      const joined = Buffer.concat([this.window, output]);
+      this.window = joined.subarray(Math.max(0, joined.length - 32768));
+    }
+    return output;
+  }
+
+  /** A compressed message (RSV1), deflated by node:zlib with no context (always valid). */
+  sendCompressed(opcode: number, payload: Uint8Array | string, options: { keepTail?: boolean; final?: boolean } = {}): void {
+    const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
+    const deflated = options.final ? zlib.deflateRawSync(bytes)
+      : zlib.deflateRawSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    const body = options.final || options.keepTail ? deflated : deflated.subarray(0, deflated.length - 4);
+    this.sendFrame(opcode, body, true, true);
+  }
 
   /** One masked frame (fin and rsv1 as given). */
   sendFrame(opcode: number, payload: Uint8Array | string, fin = true, rsv1 = false): void {

@@ -1,0 +1,197 @@
+/**
+ * permessage-deflate for one server: what each connection agreed to, and the zlib streams
+ * that serve it. A stream is made when the first message needs it, never at the handshake,
+ * so an idle socket holds no zlib state:
+ * - without context takeover (server_no_context_takeover / client_no_context_takeover) the
+ *   server's one stream per window size (deflate) or its one inflate stream serves every
+ *   socket, reset after each message: no memory per socket at all;
+ * - with it (a dedicated compressor or decompressor) the socket gets its own stream, kept
+ *   until it closes, because its window is the history of that socket's messages.
+ *
+ * Every stream's output is valid until its next call: callers send or deliver it before
+ * compressing or inflating again (`generation` tells a caller whether that happened).
+ */
+import type { CompressionStats } from "../api/websocket.ts";
+import {
+  negotiateDeflate, type DeflateAgreement,
+} from "../protocol/permessage-deflate.ts";
+import type { DeflateConfig } from "./deflate-options.ts";
+import { MessageDeflater } from "./message-deflater.ts";
+import { MessageInflater } from "./message-inflater.ts";
+
+/** One connection's agreement, and its own streams when it keeps windows. */
+class SocketDeflate {
+  deflater: MessageDeflater | undefined = undefined;
+  inflater: MessageInflater | undefined = undefined;
+  constructor(readonly agreement: DeflateAgreement) {}
+
+  get memoryBytes(): number {
+    return (this.deflater?.memoryBytes ?? 0) + (this.inflater?.memoryBytes ?? 0);
+  }
+
+  dispose(): void {
+    this.deflater?.dispose();
+    this.inflater?.dispose();
+  }
+}
+
+/** stats().compression of a server without permessage-deflate. */
+export const NO_COMPRESSION: CompressionStats = {
+  sockets: 0, dedicatedCompressors: 0, dedicatedDecompressors: 0, socketBytes: 0, bytesPerSocket: 0,
+  sharedBytes: 0, messagesCompressed: 0, bytesBeforeCompression: 0, bytesAfterCompression: 0,
+  messagesInflated: 0, bytesBeforeInflation: 0, bytesAfterInflation: 0,
+};
+
+/** compress()'s "this socket gets no compressed messages" (its agreement says so). */
+export const NOT_COMPRESSED = -1;
+
+export class DeflateSessions {
+  private readonly sockets: (SocketDeflate | undefined)[] = [];
+  /** Shared deflaters by window bits (8..15), made on first use. */
+  private readonly sharedDeflaters: (MessageDeflater | undefined)[] = [];
+  private sharedInflater: MessageInflater | undefined = undefined;
+  private negotiated = 0;
+  /** Bumped by every compress(): an output taken before is stale once it changed. */
+  generation = 0;
+  /** What the last compress() or inflate() produced (valid until the next call of either kind). */
+  output: Uint8Array = new Uint8Array(0);
+  /** inflate()'s reason for INFLATE_CORRUPT. */
+  corruptReason = "";
+  private readonly counters = {
+    messagesCompressed: 0, bytesBeforeCompression: 0, bytesAfterCompression: 0,
+    messagesInflated: 0, bytesBeforeInflation: 0, bytesAfterInflation: 0,
+  };
+
+  constructor(readonly config: DeflateConfig) {}
+
+  get threshold(): number {
+    return this.config.threshold;
+  }
+
+  /** The agreement for a request's Sec-WebSocket-Extensions, or null (uncompressed). */
+  negotiate(header: string): DeflateAgreement | null {
+    return negotiateDeflate(header, this.config.settings);
+  }
+
+  /** `conn` became a WebSocket with this agreement. */
+  open(conn: number, agreement: DeflateAgreement): void {
+    while (this.sockets.length <= conn) this.sockets.push(undefined);
+    this.sockets[conn] = new SocketDeflate(agreement);
+    this.negotiated++;
+  }
+
+  /** `conn` closed: its own streams are freed. */
+  close(conn: number): void {
+    const socket = this.sockets[conn];
+    if (socket === undefined) return;
+    socket.dispose();
+    this.sockets[conn] = undefined;
+    this.negotiated--;
+  }
+
+  /** Whether `conn` is sent compressed messages (negotiated, and the server compresses). */
+  compresses(conn: number): boolean {
+    return this.sockets[conn]?.agreement.serverCompresses === true;
+  }
+
+  /** True when `conn` compresses with the server's shared stream (no window of its own). */
+  sharesCompressor(conn: number): boolean {
+    return this.sockets[conn]?.agreement.serverNoContextTakeover === true;
+  }
+
+  /** The negotiated server window of `conn` (for the shared stream of that size). */
+  windowBitsOf(conn: number): number {
+    return this.sockets[conn]?.agreement.serverWindowBits ?? 15;
+  }
+
+  /**
+   * Compresses data[start, end) for `conn`: the length of `output`, or NOT_COMPRESSED.
+   * With a dedicated compressor the socket's window now holds the message: the caller must
+   * deliver it or close the socket (a message the peer never sees desynchronises it).
+   */
+  compress(conn: number, data: Uint8Array, start: number, end: number): number {
+    const socket = this.sockets[conn];
+    if (socket === undefined || !socket.agreement.serverCompresses) return NOT_COMPRESSED;
+    const deflater = socket.agreement.serverNoContextTakeover
+      ? this.sharedDeflater(socket.agreement.serverWindowBits)
+      : (socket.deflater ??= this.newDeflater(socket.agreement.serverWindowBits, true));
+    return this.run(deflater, data, start, end);
+  }
+
+  /** Compresses once for every socket sharing the stream of `windowBits` (a publish). */
+  compressShared(windowBits: number, data: Uint8Array, start: number, end: number): number {
+    return this.run(this.sharedDeflater(windowBits), data, start, end);
+  }
+
+  /**
+   * Inflates one whole compressed message from `conn`, bounded by `limit` bytes while
+   * inflating: the length of `output`, or INFLATE_TOO_BIG / INFLATE_CORRUPT.
+   */
+  inflate(conn: number, data: Uint8Array, start: number, end: number, limit: number): number {
+    const socket = this.sockets[conn]!;
+    const agreement = socket.agreement;
+    const inflater = agreement.clientNoContextTakeover
+      ? (this.sharedInflater ??= new MessageInflater({ windowBits: 15, contextTakeover: false }))
+      : (socket.inflater ??= new MessageInflater({ windowBits: agreement.clientWindowBits, contextTakeover: true }));
+    const length = inflater.inflate(data, start, end, limit);
+    if (length < 0) {
+      this.corruptReason = inflater.corruptReason;
+      return length;
+    }
+    this.output = inflater.output;
+    const counters = this.counters;
+    counters.messagesInflated++;
+    counters.bytesBeforeInflation += end - start;
+    counters.bytesAfterInflation += length;
+    return length;
+  }
+
+  stats(): CompressionStats {
+    let dedicatedCompressors = 0;
+    let dedicatedDecompressors = 0;
+    let socketBytes = 0;
+    for (const socket of this.sockets) {
+      if (socket === undefined) continue;
+      if (socket.deflater !== undefined) dedicatedCompressors++;
+      if (socket.inflater !== undefined) dedicatedDecompressors++;
+      socketBytes += socket.memoryBytes;
+    }
+    let sharedBytes = this.sharedInflater?.memoryBytes ?? 0;
+    for (const deflater of this.sharedDeflaters) sharedBytes += deflater?.memoryBytes ?? 0;
+    return {
+      sockets: this.negotiated, dedicatedCompressors, dedicatedDecompressors,
+      socketBytes, bytesPerSocket: this.negotiated === 0 ? 0 : Math.round(socketBytes / this.negotiated),
+      sharedBytes, ...this.counters,
+    };
+  }
+
+  /** The server stopped: every stream is freed. */
+  dispose(): void {
+    for (let conn = 0; conn < this.sockets.length; conn++) this.close(conn);
+    for (const deflater of this.sharedDeflaters) deflater?.dispose();
+    this.sharedDeflaters.length = 0;
+    this.sharedInflater?.dispose();
+    this.sharedInflater = undefined;
+  }
+
+  private run(deflater: MessageDeflater, data: Uint8Array, start: number, end: number): number {
+    const length = deflater.compress(data, start, end);
+    this.generation++;
+    this.output = deflater.output;
+    const counters = this.counters;
+    counters.messagesCompressed++;
+    counters.bytesBeforeCompression += end - start;
+    counters.bytesAfterCompression += length;
+    return length;
+  }
+
+  private sharedDeflater(windowBits: number): MessageDeflater {
+    return (this.sharedDeflaters[windowBits] ??= this.newDeflater(windowBits, false));
+  }
+
+  private newDeflater(windowBits: number, contextTakeover: boolean): MessageDeflater {
+    // Shared streams serve every socket: the full memLevel. Dedicated ones: the setting's.
+    const memLevel = contextTakeover ? this.config.memLevel : 8;
+    return new MessageDeflater({ windowBits, memLevel, level: this.config.level, contextTakeover });
+  }
+}
