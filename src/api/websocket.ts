@@ -29,7 +29,10 @@ export const SEND_DROPPED = 0;
 export type BinaryType = "nodebuffer" | "arraybuffer" | "uint8array";
 
 export interface ServerWebSocket<T = undefined> {
-  /** Send a string as a text message, or bytes as a binary message. */
+  /**
+   * Send a string as a text message, or bytes as a binary message. With permessage-deflate
+   * negotiated, messages of `threshold` bytes or more are compressed unless `compress` is false.
+   */
   send(data: string | ArrayBufferView | ArrayBuffer, compress?: boolean): number;
   sendText(data: string, compress?: boolean): number;
   sendBinary(data: ArrayBufferView | ArrayBuffer, compress?: boolean): number;

@@ -16,6 +16,7 @@ import {
   negotiateDeflate, type DeflateAgreement,
 } from "../protocol/permessage-deflate.ts";
 import type { DeflateConfig } from "./deflate-options.ts";
+import { NativeBuffer, zlibVersion } from "../ffi/zlib.ts";
 import { MessageDeflater } from "./message-deflater.ts";
 import { MessageInflater } from "./message-inflater.ts";
 
@@ -42,6 +43,25 @@ export const NO_COMPRESSION: CompressionStats = {
   messagesInflated: 0, bytesBeforeInflation: 0, bytesAfterInflation: 0,
 };
 
+let zlibChecked: boolean | undefined;
+
+/**
+ * Whether the system zlib loads. Without it the extension is declined (connections run
+ * uncompressed, which RFC 7692 allows) and stderr says why, once per process.
+ */
+export function zlibLoads(): boolean {
+  if (zlibChecked === undefined) {
+    try {
+      zlibVersion();
+      zlibChecked = true;
+    } catch (error) {
+      console.error(`hioload-ws: permessage-deflate is off (connections run uncompressed): ${(error as Error).message}`);
+      zlibChecked = false;
+    }
+  }
+  return zlibChecked;
+}
+
 /** compress()'s "this socket gets no compressed messages" (its agreement says so). */
 export const NOT_COMPRESSED = -1;
 
@@ -50,6 +70,9 @@ export class DeflateSessions {
   /** Shared deflaters by window bits (8..15), made on first use. */
   private readonly sharedDeflaters: (MessageDeflater | undefined)[] = [];
   private sharedInflater: MessageInflater | undefined = undefined;
+  /** Output memory for every stream, one per direction: a socket's own stream holds only zlib state. */
+  private readonly deflateScratch = new NativeBuffer();
+  private readonly inflateScratch = new NativeBuffer();
   private negotiated = 0;
   /** Bumped by every compress(): an output taken before is stale once it changed. */
   generation = 0;
@@ -131,8 +154,8 @@ export class DeflateSessions {
     const socket = this.sockets[conn]!;
     const agreement = socket.agreement;
     const inflater = agreement.clientNoContextTakeover
-      ? (this.sharedInflater ??= new MessageInflater({ windowBits: 15, contextTakeover: false }))
-      : (socket.inflater ??= new MessageInflater({ windowBits: agreement.clientWindowBits, contextTakeover: true }));
+      ? (this.sharedInflater ??= this.newInflater(15, false))
+      : (socket.inflater ??= this.newInflater(agreement.clientWindowBits, true));
     const length = inflater.inflate(data, start, end, limit);
     if (length < 0) {
       this.corruptReason = inflater.corruptReason;
@@ -156,7 +179,8 @@ export class DeflateSessions {
       if (socket.inflater !== undefined) dedicatedDecompressors++;
       socketBytes += socket.memoryBytes;
     }
-    let sharedBytes = this.sharedInflater?.memoryBytes ?? 0;
+    let sharedBytes = (this.sharedInflater?.memoryBytes ?? 0) + this.deflateScratch.capacity +
+      this.inflateScratch.capacity;
     for (const deflater of this.sharedDeflaters) sharedBytes += deflater?.memoryBytes ?? 0;
     return {
       sockets: this.negotiated, dedicatedCompressors, dedicatedDecompressors,
@@ -172,6 +196,8 @@ export class DeflateSessions {
     this.sharedDeflaters.length = 0;
     this.sharedInflater?.dispose();
     this.sharedInflater = undefined;
+    this.deflateScratch.free();
+    this.inflateScratch.free();
   }
 
   private run(deflater: MessageDeflater, data: Uint8Array, start: number, end: number): number {
@@ -192,6 +218,12 @@ export class DeflateSessions {
   private newDeflater(windowBits: number, contextTakeover: boolean): MessageDeflater {
     // Shared streams serve every socket: the full memLevel. Dedicated ones: the setting's.
     const memLevel = contextTakeover ? this.config.memLevel : 8;
-    return new MessageDeflater({ windowBits, memLevel, level: this.config.level, contextTakeover });
+    return new MessageDeflater({
+      windowBits, memLevel, level: this.config.level, contextTakeover, scratch: this.deflateScratch,
+    });
+  }
+
+  private newInflater(windowBits: number, contextTakeover: boolean): MessageInflater {
+    return new MessageInflater({ windowBits, contextTakeover, scratch: this.inflateScratch });
   }
 }

@@ -26,6 +26,12 @@ export interface MessageDeflaterOptions {
   readonly contextTakeover?: boolean;
   /** Test hook: count zlib's allocations (see test/zlib.test.ts). */
   readonly allocator?: ZlibAllocator;
+  /**
+   * Output memory shared with other streams (the server's: one per direction, so a socket
+   * with its own stream holds only zlib's state). The caller owns it; `output` is then
+   * valid until the next call of any stream sharing it.
+   */
+  readonly scratch?: NativeBuffer;
 }
 
 /**
@@ -49,11 +55,14 @@ export class MessageDeflater {
   readonly level: number;
   readonly contextTakeover: boolean;
   private readonly stream: DeflateStream;
-  private readonly scratch = new NativeBuffer();
+  private readonly scratch: NativeBuffer;
+  private readonly ownsScratch: boolean;
   private outputLength = 0;
   private isDisposed = false;
 
   constructor(options: MessageDeflaterOptions = {}) {
+    this.scratch = options.scratch ?? new NativeBuffer();
+    this.ownsScratch = options.scratch === undefined;
     const windowBits = options.windowBits ?? 15;
     if (!Number.isInteger(windowBits) || windowBits < 8 || windowBits > 15) {
       throw new UsageError(ErrorCode.BAD_OPTION,
@@ -123,11 +132,11 @@ export class MessageDeflater {
     return this.scratch.view.subarray(0, this.outputLength);
   }
 
-  /** Native bytes held now: z_stream + zlib state (zlib's formula) + scratch capacity. */
+  /** Native bytes held now: z_stream + zlib state (zlib's formula) + its own scratch. */
   get memoryBytes(): number {
     const zlibBytes = this.stream.initialized
       ? Z_STREAM_BYTES + deflateStateBytes(this.stream.windowBits, this.memLevel) : 0;
-    return zlibBytes + this.scratch.capacity;
+    return zlibBytes + (this.ownsScratch ? this.scratch.capacity : 0);
   }
 
   /** Capacity of the output scratch buffer now. */
@@ -135,9 +144,9 @@ export class MessageDeflater {
     return this.scratch.capacity;
   }
 
-  /** Frees the scratch buffer (the last `output` becomes invalid); zlib's window stays. */
+  /** Frees its own scratch buffer (the last `output` becomes invalid); zlib's window stays. */
   trimScratch(): void {
-    this.scratch.free();
+    if (this.ownsScratch) this.scratch.free();
     this.outputLength = 0;
   }
 

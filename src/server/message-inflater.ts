@@ -30,6 +30,12 @@ export interface MessageInflaterOptions {
   readonly contextTakeover?: boolean;
   /** Test hook: count zlib's allocations (see test/zlib.test.ts). */
   readonly allocator?: ZlibAllocator;
+  /**
+   * Output memory shared with other streams (the server's: one per direction, so a socket
+   * with its own stream holds only zlib's state). The caller owns it; `output` is then
+   * valid until the next call of any stream sharing it.
+   */
+  readonly scratch?: NativeBuffer;
 }
 
 /** Output scratch kept between messages; a bigger one is shrunk back at the next call. */
@@ -58,13 +64,16 @@ export class MessageInflater {
   readonly windowBits: number;
   readonly contextTakeover: boolean;
   private readonly stream: InflateStream;
-  private readonly scratch = new NativeBuffer();
+  private readonly scratch: NativeBuffer;
+  private readonly ownsScratch: boolean;
   private outputLength = 0;
   private peakCapacity = 0;
   private reason = "";
   private isDisposed = false;
 
   constructor(options: MessageInflaterOptions = {}) {
+    this.scratch = options.scratch ?? new NativeBuffer();
+    this.ownsScratch = options.scratch === undefined;
     const windowBits = options.windowBits ?? 15;
     this.contextTakeover = options.contextTakeover ?? true;
     try {
@@ -163,10 +172,10 @@ export class MessageInflater {
     return this.reason;
   }
 
-  /** Native bytes held now: z_stream + zlib state (zlib's formula) + scratch capacity. */
+  /** Native bytes held now: z_stream + zlib state (zlib's formula) + its own scratch. */
   get memoryBytes(): number {
     const zlibBytes = this.stream.initialized ? Z_STREAM_BYTES + inflateStateBytes(this.windowBits) : 0;
-    return zlibBytes + this.scratch.capacity;
+    return zlibBytes + (this.ownsScratch ? this.scratch.capacity : 0);
   }
 
   /** Capacity of the output scratch buffer now. */
@@ -179,9 +188,9 @@ export class MessageInflater {
     return this.peakCapacity;
   }
 
-  /** Frees the scratch buffer (the last `output` becomes invalid); zlib's window stays. */
+  /** Frees its own scratch buffer (the last `output` becomes invalid); zlib's window stays. */
   trimScratch(): void {
-    this.scratch.free();
+    if (this.ownsScratch) this.scratch.free();
     this.outputLength = 0;
   }
 

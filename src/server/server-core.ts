@@ -20,7 +20,7 @@ import { Topics, type PublishedFrame, type Subscriber } from "./topics.ts";
 import { grown, initialCapacity } from "../pool/grown-array.ts";
 import { IntrusiveList } from "./intrusive-list.ts";
 import { MessageBufferPool } from "./message-buffers.ts";
-import { DeflateSessions, NO_COMPRESSION } from "./deflate-sessions.ts";
+import { DeflateSessions, NO_COMPRESSION, zlibLoads } from "./deflate-sessions.ts";
 import type { DeflateAgreement } from "../protocol/permessage-deflate.ts";
 import type { ResolvedOptions } from "./options.ts";
 import type { HandshakeHost, SocketHost } from "./hosts.ts";
@@ -96,7 +96,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
       messageBuffers: this.messageBuffers,
     };
     this.deflateParserOptions = { ...this.frameParserOptions, allowRsv1: true };
-    this.deflate = options.deflate === null ? null : new DeflateSessions(options.deflate);
+    this.deflate = options.deflate === null || !zlibLoads() ? null : new DeflateSessions(options.deflate);
     this.topics.useCompression(this.deflate);
     // Per-connection state grows with the slots the transport hands out (grown-array.ts).
     const initial = options.transport.initialConnections;

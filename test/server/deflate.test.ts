@@ -8,6 +8,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import zlib from "node:zlib";
 import type { PerMessageDeflateOptions, WebSocketHandler } from "../../src/api/websocket.ts";
 import { OPCODE_BINARY, OPCODE_CONTINUATION, OPCODE_PING, OPCODE_TEXT } from "../../src/protocol/constants.ts";
+import { deflateStateBytes, inflateStateBytes, Z_STREAM_BYTES } from "../../src/ffi/zlib.ts";
 import { startFakeServer, stopFakeServers } from "../support/fake-server.ts";
 import { waitFor } from "../support/wait-for.ts";
 import type { TestWsClient } from "../support/ws-client.ts";
@@ -247,9 +248,9 @@ describe("memory", () => {
     await clients[0].waitMessages(1);
     const after = harness.server.stats().compression;
     expect(after).toMatchObject({ dedicatedCompressors: 1, dedicatedDecompressors: 1 });
-    // zlib's 15/8 deflate (~262 KiB) and 15-bit inflate (~40 KiB), plus their scratch.
-    expect(after.socketBytes).toBeGreaterThan(300_000);
-    expect(after.socketBytes).toBeLessThan(400_000);
+    // zlib's 15/8 deflate (~262 KiB) and 15-bit inflate (~39 KiB): output memory is the server's.
+    expect(after.socketBytes).toBe(2 * Z_STREAM_BYTES + deflateStateBytes(15, 8) + inflateStateBytes(15));
+    expect(after.socketBytes).toBe(308_248);
     clients[0].sendClose(1000);
     await waitFor(() => harness.server.stats().compression.sockets === 2, 2000, "the socket gone");
     expect(harness.server.stats().compression.socketBytes).toBe(0);
