@@ -19,6 +19,7 @@ import { allowedCpus, nodeOfCpu, pinThreadToCpu } from "../reactor/affinity.ts";
 import { closeSocket, reservePort } from "../reactor/sockets.ts";
 import { BusTable } from "./bus-table.ts";
 import { NO_COMPRESSION } from "./deflate-sessions.ts";
+import { PUBLISH_UNCOMPRESSED } from "./topics.ts";
 import { viewBytes } from "./outgoing-bytes.ts";
 import type { WorkerPubSubCounters } from "./topics.ts";
 import { WorkerBus, type BusAssignment, type PeerLinks } from "./worker-bus.ts";
@@ -232,7 +233,7 @@ class Supervisor {
       upgrade: () => false,
       requestIP: () => null,
       // Sockets live in the workers: publish goes to those with subscribers, counts are theirs.
-      publish: (topic, data) => this.publish(topic, data),
+      publish: (topic, data, compress) => this.publish(topic, data, compress !== false),
       subscriberCount: (topic) => this.bus.remoteCount(topic),
       // Each worker runs the user's module, so its own reload call swaps its handlers.
       reload: () => this.server,
@@ -241,11 +242,12 @@ class Supervisor {
   }
 
   /** To every worker with subscribers of `topic`: the byte count (1 if empty) when one had some, else 0. */
-  private publish(topic: string, data: string | ArrayBufferView | ArrayBuffer): number {
+  private publish(topic: string, data: string | ArrayBufferView | ArrayBuffer, compress: boolean): number {
     if (typeof topic !== "string") throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
     const text = typeof data === "string";
     const bytes = text ? Buffer.from(data, "utf8") : viewBytes(data);
-    const workers = this.bus.forward(topic, text ? OPCODE_TEXT : OPCODE_BINARY, bytes, 0, bytes.length);
+    const opcode = (text ? OPCODE_TEXT : OPCODE_BINARY) | (compress ? 0 : PUBLISH_UNCOMPRESSED);
+    const workers = this.bus.forward(topic, opcode, bytes, 0, bytes.length);
     if (workers === 0) return 0;
     this.published++;
     return bytes.length === 0 ? 1 : bytes.length;

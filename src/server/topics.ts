@@ -36,6 +36,12 @@ export function checkTopic(topic: string): string {
   return topic;
 }
 
+/**
+ * Set on the opcode a publish crosses to other workers with when its `compress` was false
+ * (the bus carries the opcode byte as it is): those workers send it uncompressed too.
+ */
+export const PUBLISH_UNCOMPRESSED = 0x80;
+
 /** One published message, framed once, as every subscriber queues it. */
 export interface PublishedFrame {
   /** The frame header, `header[0, headerSize)`. */
@@ -209,7 +215,8 @@ export class Topics<S extends Subscriber> {
   publish(name: string, opcode: number, payload: Uint8Array, start: number, end: number,
     except: S | undefined, compress = true): number {
     const local = this.deliver(name, opcode, payload, start, end, except, compress);
-    const workers = this.peers === undefined ? 0 : this.peers.forward(name, opcode, payload, start, end);
+    const workers = this.peers === undefined ? 0
+      : this.peers.forward(name, compress ? opcode : opcode | PUBLISH_UNCOMPRESSED, payload, start, end);
     if (local === 0 && workers === 0) return 0;
     this.counters.published++;
     if (local !== 0) return local;

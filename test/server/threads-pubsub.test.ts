@@ -10,9 +10,9 @@ const skipReason = ioUringUnavailable();
 if (skipReason) console.log(`[skip] threads pub/sub: ${skipReason}`);
 
 /** Run a fixture as its own process (killed after `timeoutMs`); its last stdout line, parsed. */
-function runFixture(name: string, timeoutMs: number) {
+function runFixture(name: string, timeoutMs: number, env: Record<string, string> = {}) {
   const child = Bun.spawnSync([process.execPath, join(import.meta.dir, "../fixtures", name)], {
-    timeout: timeoutMs, stderr: "pipe", env: process.env,
+    timeout: timeoutMs, stderr: "pipe", env: { ...process.env, ...env },
   });
   const lastLine = child.stdout.toString().trim().split("\n").pop() || "{}";
   let findings: Record<string, unknown>;
@@ -25,8 +25,11 @@ function runFixture(name: string, timeoutMs: number) {
 }
 
 describe("pub/sub across worker threads", () => {
-  test.skipIf(skipReason !== "")("every subscriber on every worker gets each publish once, in order per publisher", () => {
-    const { exitCode, stderr, findings } = runFixture("threads-pubsub.ts", 15_000);
+  for (const deflate of [false, true]) {
+  test.skipIf(skipReason !== "")(`every subscriber on every worker gets each publish once, in order per publisher${
+    deflate ? " (permessage-deflate)" : ""}`, () => {
+    const { exitCode, stderr, findings } = runFixture("threads-pubsub.ts", 15_000,
+      { THREADS_PUBSUB_DEFLATE: deflate ? "1" : "0" });
     if (findings.error !== undefined) console.error(findings.error, stderr);
     expect(findings.error).toBeUndefined();
     expect(findings.workers).toBe(2); // three clients on each worker
@@ -46,9 +49,14 @@ describe("pub/sub across worker threads", () => {
     expect(findings.droppedToWorkers).toBe(0);
     expect(findings.queuedToWorkers).toBe(0);
     expect(findings.delivered).toBe(6 * 200 * 5 + 22 * 6 + 2 * 5);
+    // Compressed: the three big publishes (the bursts are under the threshold), once on each
+    // worker whatever its subscriber count; they crossed uncompressed.
+    expect(findings.compressedSockets).toBe(deflate ? 6 : 0);
+    expect(findings.messagesCompressed).toBe(deflate ? 3 * 2 : 0);
     expect(findings.stopped).toBe(true);
     expect(exitCode).toBe(0);
   }, 20_000);
+  }
 
   test.skipIf(skipReason !== "")("a worker that dies leaves pub/sub between the others working; its replacement joins in", () => {
     const { exitCode, stderr, findings } = runFixture("threads-pubsub-crash.ts", 15_000);
