@@ -9,6 +9,8 @@ import zlib from "node:zlib";
 import type { PerMessageDeflateOptions, WebSocketHandler } from "../../src/api/websocket.ts";
 import { OPCODE_BINARY, OPCODE_CONTINUATION, OPCODE_PING, OPCODE_TEXT } from "../../src/protocol/constants.ts";
 import { deflateStateBytes, inflateStateBytes, Z_STREAM_BYTES } from "../../src/ffi/zlib.ts";
+import { Prng } from "../../src/fake/prng.ts";
+import { firstDifference, patternBytes } from "../support/bytes.ts";
 import { startFakeServer, stopFakeServers } from "../support/fake-server.ts";
 import { waitFor } from "../support/wait-for.ts";
 import type { TestWsClient } from "../support/ws-client.ts";
@@ -187,6 +189,40 @@ describe("messages", () => {
     await waitFor(() => received.length === 3, 2000, "three messages");
     expect(received).toEqual(["[]", "[]", "[after]"]);
   });
+});
+
+describe("random traffic", () => {
+  for (const setting of ["shared", "dedicated"] as const) {
+    test(`${setting}: 60 random messages (0 B to 64 KiB, text and binary, 1 to 4 fragments) echo intact`, async () => {
+      const random = new Prng(1692 + (setting === "shared" ? 0 : 1));
+      const harness = start({ compress: setting, decompress: setting, threshold: 64 });
+      const client = await open(harness);
+      const sent: { opcode: number; bytes: Uint8Array }[] = [];
+      for (let i = 0; i < 60; i++) {
+        const size = random.int(4) === 0 ? random.int(65_536) : random.int(3000);
+        const text = random.int(2) === 0;
+        const bytes = text ? new TextEncoder().encode(jsonText(size, i)) : patternBytes(size, i).map((b) => b & 0x3f);
+        const opcode = text ? OPCODE_TEXT : OPCODE_BINARY;
+        sent.push({ opcode, bytes });
+        const deflated = zlib.deflateRawSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+        const body = deflated.subarray(0, deflated.length - 4);
+        const pieces = 1 + random.int(4);
+        const cut = Array.from({ length: pieces - 1 }, () => random.int(body.length + 1)).sort((a, b) => a - b);
+        const bounds = [0, ...cut, body.length];
+        for (let p = 0; p < pieces; p++) {
+          client.sendFrame(p === 0 ? opcode : OPCODE_CONTINUATION, body.subarray(bounds[p], bounds[p + 1]),
+            p === pieces - 1, p === 0);
+        }
+      }
+      await client.waitMessages(60, 10_000);
+      const received = client.messages();
+      for (let i = 0; i < 60; i++) {
+        expect(received[i].opcode).toBe(sent[i].opcode);
+        expect(firstDifference(received[i].data, sent[i].bytes)).toBeNull();
+        expect(received[i].compressed).toBe(sent[i].bytes.length >= 64);
+      }
+    });
+  }
 });
 
 describe("what is refused", () => {
