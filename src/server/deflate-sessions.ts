@@ -20,11 +20,10 @@ import { NativeBuffer, zlibVersion } from "../ffi/zlib.ts";
 import { MessageDeflater } from "./message-deflater.ts";
 import { MessageInflater } from "./message-inflater.ts";
 
-/** One connection's agreement, and its own streams when it keeps windows. */
-class SocketDeflate {
+/** A connection's own streams, for the directions in which it keeps a window. */
+class SocketStreams {
   deflater: MessageDeflater | undefined = undefined;
   inflater: MessageInflater | undefined = undefined;
-  constructor(readonly agreement: DeflateAgreement) {}
 
   get memoryBytes(): number {
     return (this.deflater?.memoryBytes ?? 0) + (this.inflater?.memoryBytes ?? 0);
@@ -65,8 +64,15 @@ export function zlibLoads(): boolean {
 /** compress()'s "this socket gets no compressed messages" (its agreement says so). */
 export const NOT_COMPRESSED = -1;
 
+/** Distinct Sec-WebSocket-Extensions values remembered (clients send very few different ones). */
+const AGREEMENTS_CACHED = 64;
+
 export class DeflateSessions {
-  private readonly sockets: (SocketDeflate | undefined)[] = [];
+  /** Each open connection's agreement (shared objects: one per distinct offer). */
+  private readonly agreements: (DeflateAgreement | undefined)[] = [];
+  /** Only connections that made a stream of their own (idle and shared ones have none). */
+  private readonly streams = new Map<number, SocketStreams>();
+  private readonly agreementsByOffer = new Map<string, DeflateAgreement | null>();
   /** Shared deflaters by window bits (8..15), made on first use. */
   private readonly sharedDeflaters: (MessageDeflater | undefined)[] = [];
   private sharedInflater: MessageInflater | undefined = undefined;
@@ -93,38 +99,47 @@ export class DeflateSessions {
 
   /** The agreement for a request's Sec-WebSocket-Extensions, or null (uncompressed). */
   negotiate(header: string): DeflateAgreement | null {
-    return negotiateDeflate(header, this.config.settings);
+    let agreement = this.agreementsByOffer.get(header);
+    if (agreement === undefined) {
+      agreement = negotiateDeflate(header, this.config.settings);
+      if (this.agreementsByOffer.size >= AGREEMENTS_CACHED) this.agreementsByOffer.clear();
+      this.agreementsByOffer.set(header, agreement);
+    }
+    return agreement;
   }
 
   /** `conn` became a WebSocket with this agreement. */
   open(conn: number, agreement: DeflateAgreement): void {
-    while (this.sockets.length <= conn) this.sockets.push(undefined);
-    this.sockets[conn] = new SocketDeflate(agreement);
+    while (this.agreements.length <= conn) this.agreements.push(undefined);
+    this.agreements[conn] = agreement;
     this.negotiated++;
   }
 
   /** `conn` closed: its own streams are freed. */
   close(conn: number): void {
-    const socket = this.sockets[conn];
-    if (socket === undefined) return;
-    socket.dispose();
-    this.sockets[conn] = undefined;
+    if (this.agreements[conn] === undefined) return;
+    this.agreements[conn] = undefined;
     this.negotiated--;
+    const streams = this.streams.get(conn);
+    if (streams !== undefined) {
+      streams.dispose();
+      this.streams.delete(conn);
+    }
   }
 
   /** Whether `conn` is sent compressed messages (negotiated, and the server compresses). */
   compresses(conn: number): boolean {
-    return this.sockets[conn]?.agreement.serverCompresses === true;
+    return this.agreements[conn]?.serverCompresses === true;
   }
 
   /** True when `conn` compresses with the server's shared stream (no window of its own). */
   sharesCompressor(conn: number): boolean {
-    return this.sockets[conn]?.agreement.serverNoContextTakeover === true;
+    return this.agreements[conn]?.serverNoContextTakeover === true;
   }
 
   /** The negotiated server window of `conn` (for the shared stream of that size). */
   windowBitsOf(conn: number): number {
-    return this.sockets[conn]?.agreement.serverWindowBits ?? 15;
+    return this.agreements[conn]?.serverWindowBits ?? 15;
   }
 
   /**
@@ -133,11 +148,11 @@ export class DeflateSessions {
    * deliver it or close the socket (a message the peer never sees desynchronises it).
    */
   compress(conn: number, data: Uint8Array, start: number, end: number): number {
-    const socket = this.sockets[conn];
-    if (socket === undefined || !socket.agreement.serverCompresses) return NOT_COMPRESSED;
-    const deflater = socket.agreement.serverNoContextTakeover
-      ? this.sharedDeflater(socket.agreement.serverWindowBits)
-      : (socket.deflater ??= this.newDeflater(socket.agreement.serverWindowBits, true));
+    const agreement = this.agreements[conn];
+    if (agreement === undefined || !agreement.serverCompresses) return NOT_COMPRESSED;
+    const deflater = agreement.serverNoContextTakeover
+      ? this.sharedDeflater(agreement.serverWindowBits)
+      : (this.streamsOf(conn).deflater ??= this.newDeflater(agreement.serverWindowBits, true));
     return this.run(deflater, data, start, end);
   }
 
@@ -151,11 +166,10 @@ export class DeflateSessions {
    * inflating: the length of `output`, or INFLATE_TOO_BIG / INFLATE_CORRUPT.
    */
   inflate(conn: number, data: Uint8Array, start: number, end: number, limit: number): number {
-    const socket = this.sockets[conn]!;
-    const agreement = socket.agreement;
+    const agreement = this.agreements[conn]!;
     const inflater = agreement.clientNoContextTakeover
       ? (this.sharedInflater ??= this.newInflater(15, false))
-      : (socket.inflater ??= this.newInflater(agreement.clientWindowBits, true));
+      : (this.streamsOf(conn).inflater ??= this.newInflater(agreement.clientWindowBits, true));
     const length = inflater.inflate(data, start, end, limit);
     if (length < 0) {
       this.corruptReason = inflater.corruptReason;
@@ -173,11 +187,10 @@ export class DeflateSessions {
     let dedicatedCompressors = 0;
     let dedicatedDecompressors = 0;
     let socketBytes = 0;
-    for (const socket of this.sockets) {
-      if (socket === undefined) continue;
-      if (socket.deflater !== undefined) dedicatedCompressors++;
-      if (socket.inflater !== undefined) dedicatedDecompressors++;
-      socketBytes += socket.memoryBytes;
+    for (const streams of this.streams.values()) {
+      if (streams.deflater !== undefined) dedicatedCompressors++;
+      if (streams.inflater !== undefined) dedicatedDecompressors++;
+      socketBytes += streams.memoryBytes;
     }
     let sharedBytes = (this.sharedInflater?.memoryBytes ?? 0) + this.deflateScratch.capacity +
       this.inflateScratch.capacity;
@@ -191,13 +204,22 @@ export class DeflateSessions {
 
   /** The server stopped: every stream is freed. */
   dispose(): void {
-    for (let conn = 0; conn < this.sockets.length; conn++) this.close(conn);
+    for (let conn = 0; conn < this.agreements.length; conn++) this.close(conn);
     for (const deflater of this.sharedDeflaters) deflater?.dispose();
     this.sharedDeflaters.length = 0;
     this.sharedInflater?.dispose();
     this.sharedInflater = undefined;
     this.deflateScratch.free();
     this.inflateScratch.free();
+  }
+
+  private streamsOf(conn: number): SocketStreams {
+    let streams = this.streams.get(conn);
+    if (streams === undefined) {
+      streams = new SocketStreams();
+      this.streams.set(conn, streams);
+    }
+    return streams;
   }
 
   private run(deflater: MessageDeflater, data: Uint8Array, start: number, end: number): number {
