@@ -56,6 +56,12 @@ export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshak
   /** A valid upgrade request handed to `fetch`: what server.upgrade() accepts. */
   private fetchUpgrade: UpgradeAccepted | undefined = undefined;
   private fetchLeftover: Uint8Array | undefined = undefined;
+  /**
+   * A hook returned a Promise that has not settled: its callbacks still refer to this
+   * object, so it is not handed to another connection even when already accepted (an async
+   * fetch that upgrades before its first await).
+   */
+  private hookPending = false;
   /** validateUpgrade writes an accepted upgrade here (see start() for when it is reused). */
   private readonly upgrade: UpgradeAccepted = {
     ok: true, key: "", version: 13, protocols: [], extensions: "",
@@ -98,8 +104,8 @@ export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshak
     } finally {
       this.core.releaseRequestParser(parser);
     }
-    // Accepted synchronously: no hook is pending, so this object can serve another handshake.
-    if (this.accepted) this.core.releaseHandshake(this);
+    // Accepted with no hook pending: nothing refers to this object, it may serve another handshake.
+    if (this.accepted && !this.hookPending) this.core.releaseHandshake(this);
   }
 
   private handle(request: HttpRequest, leftover: Uint8Array | undefined): void {
@@ -209,9 +215,13 @@ export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshak
       then(result);
       return;
     }
-    this.pauseReading();
+    // An async fetch may have upgraded before its first await: the connection is a
+    // WebSocket now, reading, and must not be paused (nothing would resume it).
+    if (!this.accepted) this.pauseReading();
+    this.hookPending = true;
     result.then(
       (value) => {
+        this.hookPending = false;
         if (this.abandoned) return;
         // Upgraded meanwhile (server.upgrade after an await): the socket was resumed then,
         // and this connection id is the WebSocket's now. Held bytes (a pipelined request)
@@ -220,6 +230,7 @@ export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshak
         then(value);
       },
       (error) => {
+        this.hookPending = false;
         if (!this.abandoned) this.hookFailed(error);
       },
     );

@@ -8,6 +8,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { startFakeServer as start, stopFakeServers } from "../support/fake-server.ts";
 import { waitFor } from "../support/wait-for.ts";
+import { RawHttpClient, request } from "./http-support.ts";
 
 afterEach(stopFakeServers);
 
@@ -57,6 +58,50 @@ describe("server.upgrade from fetch", () => {
     await ws.waitMessages(2); // fetch has not returned yet
     expect(received).toEqual(["one", "two"]);
     finishFetch();
+  });
+
+  test("an async fetch that upgrades before its first await: the socket reads on", async () => {
+    const { client } = start({
+      async fetch(request, server) {
+        if (server.upgrade(request)) return;
+        return new Response("not a WebSocket", { status: 400 });
+      },
+    });
+    const ws = client();
+    await ws.opened101();
+    ws.sendText("hello");
+    await ws.waitMessages(1, 2000); // before the fix: paused for good
+    expect(ws.messages()[0].text).toBe("hello");
+  });
+
+  test("an async fetch that upgraded still runs when the next connection arrives: each keeps its own answer", async () => {
+    let releaseFirst = () => {};
+    let releaseSecond = () => {};
+    let secondCalled = false;
+    const { client, clientTransport, server } = start({
+      async fetch(request, srv) {
+        if (srv.upgrade(request)) {
+          await new Promise<void>((resolve) => (releaseFirst = resolve)); // still running
+          return;
+        }
+        secondCalled = true;
+        await new Promise<void>((resolve) => (releaseSecond = resolve));
+        return new Response("plain");
+      },
+    });
+    const ws = client();
+    await ws.opened101();
+    const http = new RawHttpClient(clientTransport, server.port);
+    http.send(request("/"));
+    await waitFor(() => secondCalled, 2000, "the second fetch running");
+    releaseFirst(); // the upgraded fetch settles while the plain one is pending
+    await Bun.sleep(5);
+    releaseSecond();
+    const [answer] = await http.waitResponses(1);
+    expect([answer.status, answer.body]).toEqual([200, "plain"]);
+    ws.sendText("still here");
+    await ws.waitMessages(1);
+    expect(ws.messages()[0].text).toBe("still here");
   });
 
   test("a Response returned after upgrading is ignored", async () => {
