@@ -10,10 +10,10 @@
 import { JSCallback } from "bun:ffi";
 import { parseArgs } from "node:util";
 import { constants, deflateRawSync, inflateRawSync } from "node:zlib";
-import { Prng } from "../src/fake/prng.ts";
 import { heap } from "../src/ffi/zlib.ts";
 import { MessageDeflater } from "../src/server/message-deflater.ts";
 import { MessageInflater } from "../src/server/message-inflater.ts";
+import { jsonFeed } from "./support/json-feed.ts";
 import { cpuModel } from "./support/report.ts";
 
 const { values } = parseArgs({ options: { ms: { type: "string", default: "400" } } });
@@ -21,22 +21,6 @@ const budgetNs = Number(values.ms) * 1e6;
 const MESSAGE_BYTES = 4096;
 const CYCLE = 64;
 
-/** 64 distinct 4 KiB messages shaped like a chat/trading feed: same keys, varying values. */
-function feed(): Uint8Array<ArrayBuffer>[] {
-  const prng = new Prng(4096);
-  const encoder = new TextEncoder();
-  return Array.from({ length: CYCLE }, (_, index) => {
-    let text = "[";
-    for (let id = 0; text.length < MESSAGE_BYTES; id++) {
-      text += JSON.stringify({
-        id: index * 1000 + id, user: `user${prng.int(5000)}`, active: prng.chance(0.5),
-        price: Math.round(prng.int(1e7)) / 100, side: prng.chance(0.5) ? "buy" : "sell",
-        tags: [`t${prng.int(50)}`, `k${prng.int(90)}`], note: `n${prng.int(1e6).toString(36)}`,
-      }) + ",";
-    }
-    return encoder.encode(text.slice(0, MESSAGE_BYTES));
-  });
-}
 
 /** ns per call of `run(i)` over i = 0, 1, 2 ... after a warm-up of a third of the budget. */
 function nsPerOp(run: (index: number) => unknown): number {
@@ -53,7 +37,7 @@ function nsPerOp(run: (index: number) => unknown): number {
   return elapsed / index;
 }
 
-const messages = feed();
+const messages = jsonFeed(CYCLE, MESSAGE_BYTES);
 const syncFlush = { finishFlush: constants.Z_SYNC_FLUSH };
 const rows: Record<string, string | number>[] = [];
 const row = (name: string, op: string, ns: number, ratio: number) =>
