@@ -79,6 +79,18 @@ describe("negotiation on the wire", () => {
     expect(small.messages().map((m) => [m.compressed, m.text === text])).toEqual([[true, true], [true, true]]);
   });
 
+  test("client_max_window_bits=8 is accepted: what a zlib client then writes (9-bit) inflates", async () => {
+    const harness = start({ compress: "dedicated", decompress: "dedicated" });
+    const client = await open(harness, "permessage-deflate; client_max_window_bits=8");
+    expect(extensionsOf(client)).toBe("permessage-deflate");
+    // What a zlib client writes for 8: a 9-bit window, matches up to 250 bytes back.
+    const text = jsonText(3000);
+    const deflated = zlib.deflateRawSync(Buffer.from(text), { windowBits: 9, finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    client.sendFrame(OPCODE_TEXT, deflated.subarray(0, deflated.length - 4), true, true);
+    await client.waitMessages(1);
+    expect(client.messages()[0].text).toBe(text);
+  });
+
   test("decompress disabled still inflates (a negotiated client may compress) with no window per socket", async () => {
     const harness = start({ compress: "dedicated", decompress: "disable" });
     const client = await open(harness);
