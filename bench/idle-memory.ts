@@ -11,7 +11,7 @@
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { spawnChild } from "./support/server-process.ts";
+import { procStatusKb, spawnChild } from "./support/server-process.ts";
 import { buildWsload, pinned, repositoryRoot } from "./support/wsload.ts";
 
 const { values } = parseArgs({
@@ -49,6 +49,9 @@ async function measure(spec: Spec, port: number): Promise<Sample> {
     if (ready === null || ready.value === undefined) throw new Error(`${spec.name} did not start`);
     reader.releaseLock();
     await Bun.sleep(500);
+    // wsload reads VmRSS, which leaves out hugetlb pages (our pools when hugepages are
+    // reserved): their growth over the run is added (pools do not shrink while idle).
+    const hugeBefore = Math.max(0, procStatusKb(server.pid, "HugetlbPages"));
     const run = Bun.spawn(pinned(1, [wsload!, "--port", String(port), "--conns", String(conns),
       "--size", "16", "--inflight", "1", "--rate", "0.01", "--warmup", "0", "--seconds",
       values.seconds!, "--pid", String(server.pid), "--json"]), { stdout: "pipe", stderr: "pipe" });
@@ -57,7 +60,10 @@ async function measure(spec: Spec, port: number): Promise<Sample> {
     const json = JSON.parse(text.trim().split("\n").pop() ?? "{}");
     if (!json.ok || json.errors) throw new Error(`${spec.name}: load generator failed: ${text}`);
     const rss = json.server_rss_kb;
-    return { openKib: (rss.open - rss.before) / conns, settledKib: (rss.end - rss.before) / conns };
+    const hugeGrowth = Math.max(0, procStatusKb(server.pid, "HugetlbPages")) - hugeBefore;
+    return {
+      openKib: (rss.open - rss.before + hugeGrowth) / conns, settledKib: (rss.end - rss.before + hugeGrowth) / conns,
+    };
   } finally {
     server.kill("SIGKILL");
     await server.exited;

@@ -183,6 +183,15 @@ export class FrameParser {
     this.messageBuffers = options.messageBuffers ?? heapBuffers;
   }
 
+  /**
+   * Between frames with no message in progress and nothing held: the parser could serve
+   * another connection as it is (a server lends one to each idle connection only while it
+   * reads, so an idle connection holds none).
+   */
+  get atRest(): boolean {
+    return this.state === STATE_HEADER && this.messageOpcode === 0 && this.spill === null;
+  }
+
   /** True once a Close or an error was reported or destroy() was called: input is ignored. */
   get done(): boolean {
     return this.state === STATE_DONE;

@@ -108,10 +108,15 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
   private sendState = 0;
   private closeRecord: CloseRecord = NOT_CLOSED;
 
+  /**
+   * This socket's frame parser while a frame or message is half read; null between frames
+   * (the core lends a spare one for each read: see ServerCore.parse).
+   */
+  parser: FrameParser | null = null;
+
   constructor(
     private readonly core: SocketHost<T>,
     readonly conn: number,
-    readonly parser: FrameParser,
     data: T,
     protocol: string,
   ) {
@@ -130,6 +135,11 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
         `binaryType is "nodebuffer", "arraybuffer" or "uint8array", not ${JSON.stringify(type)}`);
     }
     this.sendState = (this.sendState & ~BINARY_TYPE_MASK) | (index << BINARY_TYPE_SHIFT);
+  }
+
+  /** permessage-deflate was negotiated (its frames may carry RSV1). */
+  get compressed(): boolean {
+    return (this.sendState & DEFLATE) !== 0;
   }
 
   /** permessage-deflate was negotiated for this socket (set once, before `open`). */
@@ -584,7 +594,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       core.counters.protocolErrors++;
       if (length === INFLATE_TOO_BIG) this.fail(CLOSE_MESSAGE_TOO_BIG, "message too big");
       else this.fail(CLOSE_INVALID_PAYLOAD, "invalid compressed data");
-      this.parser.destroy();
+      this.parser?.destroy();
       return;
     }
     const output = deflate.output;
@@ -596,7 +606,7 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       if (kind === TEXT_INVALID) {
         core.counters.protocolErrors++;
         this.fail(CLOSE_INVALID_PAYLOAD, "invalid UTF-8");
-        this.parser.destroy();
+        this.parser?.destroy();
         return;
       }
       ascii = kind === TEXT_ASCII;
