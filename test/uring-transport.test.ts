@@ -4,7 +4,7 @@
  * parking, resets, pause/resume, refusal over maxConnections, the client side (CONNECT).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { readdirSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { ECONNREFUSED } from "../src/api/errno.ts";
 import { CloseMode, type TransportHandler } from "../src/api/transport.ts";
 import { UringTransport, type UringTransportOptions } from "../src/reactor/uring-transport.ts";
@@ -38,6 +38,11 @@ const live: UringTransport[] = [];
 afterEach(async () => {
   for (const transport of live.splice(0)) await transport.dispose();
 });
+
+/** This process's resident memory outside hugetlb pages, in KiB. */
+function vmRssKib(): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+}
 
 function create(options: UringTransportOptions = {}): UringTransport {
   const transport = new UringTransport({ maxConnections: 4096, recvBufferCount: 256,
@@ -200,6 +205,45 @@ suite("io_uring transport", () => {
     expect(transport.refused).toBe(1);
     for (const socket of sockets) socket.end();
     await waitUntil(() => log.closed.length === 3, 2000, "closes");
+  });
+
+  test("receive memory is given back after a quiet second, and traffic after it is intact", async () => {
+    const transport = create({ hugepages: "off", recvBufferCount: 256, recvBufferSize: 32 * 1024 });
+    const { port } = echoServer(transport);
+    await echoMany(port, 100, 64 * 1024); // touches every one of the 8 MiB of buffers
+    const touched = vmRssKib();
+    await waitUntil(() => transport.receiveTrims === 1, 4000, "the trim after a quiet second");
+    expect(touched - vmRssKib()).toBeGreaterThan(4 * 1024); // KiB: at least half came back
+    await echoMany(port, 20, 64 * 1024); // fresh pages fault in under the kernel's writes
+    await Bun.sleep(1300);
+    expect(transport.receiveTrims).toBe(2); // quiet again after the new traffic: once more
+    await Bun.sleep(1300);
+    expect(transport.receiveTrims).toBe(2); // nothing received since: nothing to give back
+  });
+
+  test("a paused connection's data survives the quiet-second trim intact", async () => {
+    const transport = create({ hugepages: "off" });
+    const received: number[] = [];
+    let serverConn = -1;
+    const listener = transport.listen({ hostname: "127.0.0.1", port: 0 }, {
+      onOpen: (conn) => void (serverConn = conn),
+      onData: (conn, data, start, end) => {
+        for (let i = start; i < end; i++) received.push(data[i]);
+        transport.pause(conn); // whatever comes next waits, held in a buffer or in the kernel
+      },
+      onDrain() {}, onEnd() {}, onClose() {},
+    });
+    const socket = await Bun.connect({ hostname: "127.0.0.1",
+      port: transport.listenerPort(listener), socket: { data() {} } });
+    await waitUntil(() => serverConn >= 0, 2000, "accepted");
+    socket.write(new Uint8Array([1, 2]));
+    await waitUntil(() => received.length === 2, 2000, "the first bytes");
+    socket.write(new Uint8Array([7, 8, 9]));
+    await Bun.sleep(1500); // a trim may run now; a buffer still held stops it
+    transport.resume(serverConn);
+    await waitUntil(() => received.length === 5, 2000, "delivery after resume");
+    expect(received).toEqual([1, 2, 7, 8, 9]);
+    socket.end();
   });
 
   test("pause holds data, resume delivers it in order", async () => {

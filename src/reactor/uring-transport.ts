@@ -78,6 +78,8 @@ const DIRTY = 8;
 const EOF_SEEN = 16;
 
 const RECV_BUFFER_GROUP = 0;
+/** Quiet time (parked, nothing received) after which receive memory is given back. */
+const RECEIVE_TRIM_AFTER_MS = 1000;
 
 export class UringTransport implements Transport {
   readonly backend = "io_uring" as const;
@@ -120,6 +122,12 @@ export class UringTransport implements Transport {
   private connected = 0;
   private closedCount = 0;
   private bytesIn = 0;
+  /** The pending check for quiet receive memory to give back (see scheduleReceiveTrim). */
+  private receiveTrim: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** bytesIn when the receive memory was last given back (nothing received since: nothing to give). */
+  private bytesInAtTrim = 0;
+  /** Times the receive buffers' memory was given back to the kernel while quiet. */
+  receiveTrims = 0;
   private bytesOut = 0;
   private turns = 0;
   private recvBufferStalls = 0;
@@ -148,7 +156,10 @@ export class UringTransport implements Transport {
     this.scheduler = new LoopScheduler({
       turn: () => this.turn(),
       hasPendingSubmissions: () => this.ring.pendingSubmissions() > 0,
-      park: () => this.park.park(),
+      park: () => {
+        this.park.park();
+        this.scheduleReceiveTrim();
+      },
     }, options.spinMicros ?? 50);
     this.zeroCopyThreshold = options.zeroCopyThreshold ?? Infinity;
 
@@ -561,6 +572,33 @@ export class UringTransport implements Transport {
     this.settle(conn);
   }
 
+  /**
+   * After a second parked with nothing received, the receive buffers' pages go back to the
+   * kernel (madvise DONTNEED; the next receive faults fresh ones in): a burst that grew the
+   * ring, or 5,000 handshakes that touched every buffer, leaves no resident memory behind
+   * once the server is quiet. Safe only when every buffer sits in the ring (none held, lent
+   * or waiting to be returned) and the kernel writes into buffers only during our own
+   * io_uring_enter (DEFER_TASKRUN); not for hugetlb regions (a re-fault could find the
+   * administrator's pool empty, and those pages are reserved whether we use them or not).
+   */
+  private scheduleReceiveTrim(): void {
+    if (this.receiveTrim !== undefined || this.bytesIn === this.bytesInAtTrim || this.disposed) return;
+    if (!this.ring.deferTaskrun || this.recvRegion.kind === "hugetlb") return;
+    const bytesInAtPark = this.bytesIn;
+    this.receiveTrim = setTimeout(() => {
+      this.receiveTrim = undefined;
+      if (this.disposed) return;
+      // Something arrived meanwhile: not quiet yet; the next park looks again.
+      if (this.bytesIn !== bytesInAtPark || !this.park.parked) return;
+      const buffers = this.buffers;
+      if (buffers.availableCount() !== buffers.count || this.returnedCount > 0) return;
+      this.recvRegion.release(0, buffers.count * buffers.bufferSize);
+      this.bytesInAtTrim = this.bytesIn;
+      this.receiveTrims++;
+    }, RECEIVE_TRIM_AFTER_MS);
+    this.receiveTrim.unref?.();
+  }
+
   private deliver(conn: number, bid: number, length: number): void {
     this.calls.data(this.table.handlers[conn]!, conn, this.buffers.views[bid], 0, length);
     this.returned[this.returnedCount++] = bid;
@@ -755,6 +793,7 @@ export class UringTransport implements Transport {
       if (this.scheduler.runTurn() === 0) await new Promise((resolve) => setTimeout(resolve, 1));
     }
     this.disposed = true;
+    clearTimeout(this.receiveTrim);
     this.scheduler.stop();
     this.park.close();
     this.buffers.close();
@@ -766,6 +805,7 @@ export class UringTransport implements Transport {
   closeNow(): void {
     if (this.disposed) return;
     this.disposed = true;
+    clearTimeout(this.receiveTrim);
     this.scheduler.stop();
     const table = this.table;
     for (let conn = 0; conn < table.capacity; conn++) {
