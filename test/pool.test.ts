@@ -133,6 +133,18 @@ describe("MemoryRegion kinds", () => {
       }
     });
 
+  test('hugepages: "hugetlb" falls back to plain pages, never THP (a sparsely touched region)', () => {
+    // Larger than the reserved pool, so MAP_HUGETLB fails here whatever is reserved.
+    const size = (Math.max(0, hugepages.usable) + 1) * hugepageSize();
+    const region = MemoryRegion.allocate(size, { hugepages: "hugetlb" });
+    try {
+      expect(region.kind).toBe("plain");
+      expect(smapsOf(region.pointer)).not.toMatch(/VmFlags:.* hg/);
+    } finally {
+      region.free();
+    }
+  });
+
   test("small regions fall back to plain pages when hugetlb is unavailable", () => {
     const region = MemoryRegion.allocate(4096, {});
     try {

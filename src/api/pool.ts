@@ -13,9 +13,10 @@ export interface RegionOptions {
   /**
    * "auto": MAP_HUGETLB, else THP, else plain. "transparent": THP (advised), else plain,
    * leaving the reserved hugepages to others: for large regions touched only in part.
-   * "off": plain pages only.
+   * "off": plain pages only. "hugetlb": MAP_HUGETLB, else plain pages (never THP): for
+   * regions touched sparsely (a receive ring), where one touched byte under THP costs 2 MiB.
    */
-  hugepages?: "auto" | "transparent" | "off";
+  hugepages?: "auto" | "transparent" | "hugetlb" | "off";
 }
 
 export interface MemoryRegionInfo {

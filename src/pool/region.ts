@@ -105,7 +105,8 @@ export class MemoryRegion implements MemoryRegionInfo {
         hugetlbNote = huge;
       }
     }
-    const mapping = mapSmallPages(size, options.hugepages === "off" ? "off" : "auto", hugetlbNote);
+    const mapping = mapSmallPages(size,
+      options.hugepages === "off" || options.hugepages === "hugetlb" ? "off" : "auto", hugetlbNote);
     const placement = bindToNode(mapping, target);
     if (options.prefault === true) {
       const errno = populate(mapping);
@@ -199,9 +200,9 @@ function validateOptions(size: number, options: RegionAllocateOptions): void {
       `region node must be an integer >= -1 (or undefined), got ${node}`);
   }
   if (hugepages !== undefined && hugepages !== "auto" && hugepages !== "transparent" &&
-    hugepages !== "off") {
+    hugepages !== "hugetlb" && hugepages !== "off") {
     throw new UsageError(PoolErrorCode.INVALID_ARGUMENT,
-      `region hugepages must be "auto", "transparent" or "off", got ${String(hugepages)}`);
+      `region hugepages must be "auto", "transparent", "hugetlb" or "off", got ${String(hugepages)}`);
   }
 }
 

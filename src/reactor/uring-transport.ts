@@ -168,8 +168,11 @@ export class UringTransport implements Transport {
     this.sqe = new SqeWriter(this.ring);
     const cleanup: (() => void)[] = [() => this.ring.close()];
     try {
-      // Room for the largest ring; pages are touched only as buffers join it.
-      this.recvRegion = MemoryRegion.allocate(recvBufferCountMax * recvBufferSize, memory);
+      // Room for the largest ring; pages are touched only as buffers join it, and sparsely
+      // (a 16-byte message touches one page of its 32 KiB buffer): no THP, which would make
+      // every buffer touched cost 2 MiB resident (measured: 4 MiB for 5,000 handshakes).
+      const recvMemory = { ...memory, hugepages: memory.hugepages === "auto" ? "hugetlb" : memory.hugepages } as const;
+      this.recvRegion = MemoryRegion.allocate(recvBufferCountMax * recvBufferSize, recvMemory);
       cleanup.push(() => this.recvRegion.free());
       this.buffers = new ProvidedBufferRing(this.ring, RECV_BUFFER_GROUP, recvBufferCountMax,
         recvBufferCount, recvBufferSize, this.recvRegion);
