@@ -49,7 +49,11 @@ export interface UringTransportOptions extends TransportOptions {
   ringEntries?: number;
   /** CQ entries; default 4 × ringEntries. Small values exercise CQ overflow in tests. */
   cqEntries?: number;
-  /** Use SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them (6.1+); default true. */
+  /**
+   * Use SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them (6.1+); default false: with
+   * it a parked ring woke ~14 ms late on kernel 6.18 (p50 of an echo after a quiet 50 ms:
+   * 13.8 ms, against 0.5 ms without), and full-load echo was no faster (measured A/B).
+   */
   deferTaskrun?: boolean;
   /**
    * Sends of at least this many bytes use SEND_ZC / SENDMSG_ZC (6.0/6.1): the kernel pins
@@ -164,7 +168,7 @@ export class UringTransport implements Transport {
     this.zeroCopyThreshold = options.zeroCopyThreshold ?? Infinity;
 
     this.ring = new UringRing({ entries: options.ringEntries ?? 4096, cqEntries: options.cqEntries,
-      deferTaskrun: options.deferTaskrun });
+      deferTaskrun: options.deferTaskrun ?? false });
     this.sqe = new SqeWriter(this.ring);
     const cleanup: (() => void)[] = [() => this.ring.close()];
     try {
@@ -580,13 +584,14 @@ export class UringTransport implements Transport {
    * kernel (madvise DONTNEED; the next receive faults fresh ones in): a burst that grew the
    * ring, or 5,000 handshakes that touched every buffer, leaves no resident memory behind
    * once the server is quiet. Safe only when every buffer sits in the ring (none held, lent
-   * or waiting to be returned) and the kernel writes into buffers only during our own
-   * io_uring_enter (DEFER_TASKRUN); not for hugetlb regions (a re-fault could find the
+   * or waiting to be returned); the kernel fills buffers in task work on this thread (never
+   * SQPOLL or io-wq here), so never while madvise runs, and a buffer zapped before it is
+   * filled just faults a fresh page in. Not for hugetlb regions (a re-fault could find the
    * administrator's pool empty, and those pages are reserved whether we use them or not).
    */
   private scheduleReceiveTrim(): void {
     if (this.receiveTrim !== undefined || this.bytesIn === this.bytesInAtTrim || this.disposed) return;
-    if (!this.ring.deferTaskrun || this.recvRegion.kind === "hugetlb") return;
+    if (this.recvRegion.kind === "hugetlb") return;
     const bytesInAtPark = this.bytesIn;
     this.receiveTrim = setTimeout(() => {
       this.receiveTrim = undefined;
