@@ -28,6 +28,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type CellResult, type CompareResults, plot, type ServerKind } from "./plot.ts";
 import { buildRawEchoes } from "./support/raw-echo.ts";
+import { QuietWaiter } from "./support/quiet.ts";
 import { buildWsload, pinned, repositoryRoot, twoCpus } from "./support/wsload.ts";
 
 const { values } = parseArgs({
@@ -127,26 +128,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 
-/** CPU time the whole machine has spent busy, ms (/proc/stat: user, nice, system, steal). */
-function machineBusyMs(): number {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  return (f[0] + f[1] + f[2] + f[7]) * 10;
-}
-/**
- * Waits (up to 20 s) until the machine is quiet: everything together (our servers idle
- * between runs) using under 0.1 of a CPU over 300 ms. Adds the time waited to quietWaitMs.
- */
-let quietWaitMs = 0;
-async function waitQuiet(): Promise<void> {
-  const startedAt = performance.now();
-  while (performance.now() - startedAt < 20_000) {
-    const busy0 = machineBusyMs();
-    const t0 = performance.now();
-    await Bun.sleep(300);
-    if ((machineBusyMs() - busy0) / (performance.now() - t0) < 0.1) break;
-  }
-  quietWaitMs += performance.now() - startedAt - 300;
-}
+const quiet = new QuietWaiter();
+const waitQuiet = () => quiet.wait();
 
 const loadavgBefore = loadavg();
 const running: Awaited<ReturnType<typeof start>>[] = [];
@@ -255,7 +238,7 @@ console.log(`CPU: ${cpuModel} × ${cpus().length} (${placement}); kernel ${relea
   `${nodeVersion ? `, Node ${nodeVersion}` : ""}`);
 console.log(`WebSocket echo, median of ${values.repeats} × ${values.seconds} s; load generator: ` +
   `${wsload ? "C wsload" : "bench/load.ts"}; load average ${loadavgBefore} before, ${loadavgAfter} after; ` +
-  `${(quietWaitMs / 1000).toFixed(1)} s waited for quiet; repeats spread (max − min) / median: ` +
+  `${(quiet.waitedMs / 1000).toFixed(1)} s waited for quiet; repeats spread (max − min) / median: ` +
   `${pct(spreadMedian)} median, ${pct(spreadMax)} worst`);
 console.log("");
 const names = specs.map((s) => s.name);
@@ -315,7 +298,7 @@ if (save) {
   const report: CompareResults = {
     date: new Date().toISOString(), cpuModel, cpus: cpus().length, kernel: release(), bun: Bun.version, node: nodeVersion,
     seconds: Number(values.seconds), repeats: Number(values.repeats), loadGenerator: wsload ? "C wsload" : "bench/load.ts",
-    placement, noise: { loadavgBefore, loadavgAfter, quietWaitS: quietWaitMs / 1000, spreadMedian, spreadMax },
+    placement, noise: { loadavgBefore, loadavgAfter, quietWaitS: quiet.waitedMs / 1000, spreadMedian, spreadMax },
     servers: specs.map((s) => ({ name: s.name, kind: s.kind, raw: s.raw === true })),
     scenarios: saved, idleKibPerConn, idleConns: idleKibPerConn ? Number(values.idle) : undefined,
   };

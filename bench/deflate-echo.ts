@@ -34,6 +34,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cpuModel, fmt, median } from "./support/report.ts";
 import { LineReader, procStatusKb, spawnChild } from "./support/server-process.ts";
+import { machineBusyMs, QuietWaiter } from "./support/quiet.ts";
 import { pinned, repositoryRoot, twoCpus } from "./support/wsload.ts";
 
 const { values } = parseArgs({
@@ -120,31 +121,8 @@ function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/**
- * Time the machine's CPUs spent on processes (user, nice, system) or lost to the hypervisor
- * (steal), ms, from /proc/stat. Interrupt time is left out: loopback traffic's softirqs land
- * there, charged to no process, and would read as a disturbance.
- */
-function machineBusyMs(): number {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  return (f[0] + f[1] + f[2] + f[7]) * 10;
-}
-
-/**
- * Waits (up to 20 s) until the machine is quiet: other processes (another user's tests)
- * using under 0.1 of a CPU over 300 ms. Our servers idle between runs. Returns ms waited.
- */
-let quietWaitMs = 0;
-async function waitQuiet(): Promise<void> {
-  const startedAt = performance.now();
-  while (performance.now() - startedAt < 20_000) {
-    const busy0 = machineBusyMs();
-    const t0 = performance.now();
-    await Bun.sleep(300);
-    if ((machineBusyMs() - busy0) / (performance.now() - t0) < 0.1) break;
-  }
-  quietWaitMs += performance.now() - startedAt - 300;
-}
+const quiet = new QuietWaiter();
+const waitQuiet = () => quiet.wait();
 
 /** RSS plus hugetlb pages (where hioload-ws pools live when hugepages are reserved), KiB. */
 function rssKb(pid: number): number {
@@ -360,7 +338,7 @@ console.log(`permessage-deflate echo, ${values.conns} conns × 4 KiB JSON-like t
   `${twoCpus ? "server on CPU 0, load (bench/support/deflate-load.ts, one process) on CPU 1" : "one CPU"}; ` +
   `CPU: ${cpuModel()}; Bun ${Bun.version}${node ? `, Node ${nodeVersion}` : ""}; ${Math.round((performance.now() - runStarted) / 1000)} s`);
 console.log("Bun.serve echoes with ws.send(m, true): Bun 1.4.5 compresses a send only when its second argument is true.");
-console.log(`Before each run the bench waited for other processes to use < 10% of a CPU (${(quietWaitMs / 1000).toFixed(1)} s waited in all), ` +
+console.log(`Before each run the bench waited for other processes to use < 10% of a CPU (${(quiet.waitedMs / 1000).toFixed(1)} s waited in all), ` +
   `and ran again (twice at most, keeping the least disturbed) a run that others disturbed by > 10% of a CPU (${disturbedRuns} reruns); ` +
   "\"other CPU\": what anything but the server and the load generator used during a measurement (share of one CPU, worst repeat). " +
   "Spread: half the range of the repeats over their median.");

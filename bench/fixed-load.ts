@@ -28,6 +28,7 @@ import { parseArgs } from "node:util";
 import { cpuModel, fmt, median } from "./support/report.ts";
 import { deadline, LineReader, spawnChild } from "./support/server-process.ts";
 import type { Subprocess } from "bun";
+import { machineBusyMs, QuietWaiter } from "./support/quiet.ts";
 import { buildWsload, pinned, repositoryRoot, twoCpus } from "./support/wsload.ts";
 
 const { values } = parseArgs({
@@ -103,24 +104,10 @@ function threadsCpuNs(pid: number, seen: Map<string, number>): number {
   return sum;
 }
 
-/** CPU time processes used on the machine (user, nice, system) or lost to steal, ms. */
-function machineBusyMs(): number {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  return (f[0] + f[1] + f[2] + f[7]) * 10;
-}
-
-let quietWaitMs = 0;
-/** Waits (20 s at most) until other processes use < 10 % of a CPU over 300 ms. */
+const quiet = new QuietWaiter();
+/** Waits for a quiet machine (unless --no-quiet). */
 async function waitQuiet(): Promise<void> {
-  if (values["no-quiet"]) return;
-  const startedAt = performance.now();
-  while (performance.now() - startedAt < 20_000) {
-    const busy0 = machineBusyMs();
-    const t0 = performance.now();
-    await Bun.sleep(300);
-    if ((machineBusyMs() - busy0) / (performance.now() - t0) < 0.1) break;
-  }
-  quietWaitMs += performance.now() - startedAt - 300;
+  if (!values["no-quiet"]) await quiet.wait();
 }
 
 // ------------------------------------------------------------------ servers
@@ -232,7 +219,7 @@ const range = (xs: number[], digits: number) => `${fmt(Math.min(...xs), digits)}
 console.log(`Fixed offered load, echo; server CPU µs per message, median (range) of ${repeats} × ${seconds} s ` +
   `after ${warmup} s of paced warm-up, repeats alternated; ${twoCpus ? "server on CPU 0, wsload on CPU 1" : "one CPU"}; ` +
   `CPU: ${cpuModel()}; Bun ${Bun.version}; ${Math.round((performance.now() - runStarted) / 1000)} s ` +
-  `(${(quietWaitMs / 1000).toFixed(1)} s waiting for quiet, ${reruns} disturbed runs rerun)`);
+  `(${(quiet.waitedMs / 1000).toFixed(1)} s waiting for quiet, ${reruns} disturbed runs rerun)`);
 console.log("");
 const names = running.map((s) => s.spec.name);
 const bunName = "Bun.serve";
