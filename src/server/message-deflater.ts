@@ -5,6 +5,7 @@
  * non-empty message.
  */
 import { ErrorCode, UsageError } from "../api/errors.ts";
+import { MessageCodec } from "./message-codec.ts";
 import { addressOf } from "../ffi/memory.ts";
 import {
   DeflateStream, deflateStateBytes, NativeBuffer, Z_BUF_ERROR, Z_STREAM_BYTES, Z_SYNC_FLUSH,
@@ -49,20 +50,15 @@ const SCRATCH_MIN_BYTES = 4 * 1024;
 /** The four bytes every Z_SYNC_FLUSH ends with; RFC 7692 §7.2.1 removes them. */
 const TAIL_BYTES = 4;
 
-export class MessageDeflater {
+export class MessageDeflater extends MessageCodec {
   readonly windowBits: number;
   readonly memLevel: number;
   readonly level: number;
   readonly contextTakeover: boolean;
-  private readonly stream: DeflateStream;
-  private readonly scratch: NativeBuffer;
-  private readonly ownsScratch: boolean;
-  private outputLength = 0;
-  private isDisposed = false;
+  protected readonly stream: DeflateStream;
 
   constructor(options: MessageDeflaterOptions = {}) {
-    this.scratch = options.scratch ?? new NativeBuffer();
-    this.ownsScratch = options.scratch === undefined;
+    super(options.scratch, "MessageDeflater");
     const windowBits = options.windowBits ?? 15;
     if (!Number.isInteger(windowBits) || windowBits < 8 || windowBits > 15) {
       throw new UsageError(ErrorCode.BAD_OPTION,
@@ -127,39 +123,11 @@ export class MessageDeflater {
     return this.outputLength;
   }
 
-  /** The last compressed message (a view into native memory, valid until the next call). */
-  get output(): Uint8Array<ArrayBuffer> {
-    return this.scratch.view.subarray(0, this.outputLength);
-  }
-
   /** Native bytes held now: z_stream + zlib state (zlib's formula) + its own scratch. */
   get memoryBytes(): number {
     const zlibBytes = this.stream.initialized
       ? Z_STREAM_BYTES + deflateStateBytes(this.stream.windowBits, this.memLevel) : 0;
     return zlibBytes + (this.ownsScratch ? this.scratch.capacity : 0);
-  }
-
-  /** Capacity of the output scratch buffer now. */
-  get scratchCapacity(): number {
-    return this.scratch.capacity;
-  }
-
-  /** Frees its own scratch buffer (the last `output` becomes invalid); zlib's window stays. */
-  trimScratch(): void {
-    if (this.ownsScratch) this.scratch.free();
-    this.outputLength = 0;
-  }
-
-  get disposed(): boolean {
-    return this.isDisposed;
-  }
-
-  /** Frees zlib's state and the scratch; idempotent. `output` must not be used afterwards. */
-  dispose(): void {
-    if (this.isDisposed) return;
-    this.isDisposed = true;
-    this.stream.end();
-    this.trimScratch();
   }
 
   /** Ensures room for `estimate` bytes, and shrinks back a scratch that an earlier big message grew. */
@@ -170,12 +138,6 @@ export class MessageDeflater {
       this.scratch.resize(Math.max(wanted, capacity * 2));
     } else if (capacity > SCRATCH_KEEP_BYTES && wanted * 2 <= capacity) {
       this.scratch.resize(wanted);
-    }
-  }
-
-  private checkLive(): void {
-    if (this.isDisposed) {
-      throw new UsageError(ErrorCode.USE_AFTER_FREE, "MessageDeflater used after dispose()");
     }
   }
 }

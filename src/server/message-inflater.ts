@@ -12,6 +12,7 @@
  * the object stays safe to use (and correct for peers without context takeover).
  */
 import { ErrorCode, UsageError } from "../api/errors.ts";
+import { MessageCodec } from "./message-codec.ts";
 import { addressOf, viewOf } from "../ffi/memory.ts";
 import {
   heap, InflateStream, inflateStateBytes, NativeBuffer, Z_DATA_ERROR, Z_NEED_DICT,
@@ -60,20 +61,15 @@ function nativeTail(): number {
   return tailAddress;
 }
 
-export class MessageInflater {
+export class MessageInflater extends MessageCodec {
   readonly windowBits: number;
   readonly contextTakeover: boolean;
-  private readonly stream: InflateStream;
-  private readonly scratch: NativeBuffer;
-  private readonly ownsScratch: boolean;
-  private outputLength = 0;
+  protected readonly stream: InflateStream;
   private peakCapacity = 0;
   private reason = "";
-  private isDisposed = false;
 
   constructor(options: MessageInflaterOptions = {}) {
-    this.scratch = options.scratch ?? new NativeBuffer();
-    this.ownsScratch = options.scratch === undefined;
+    super(options.scratch, "MessageInflater");
     const windowBits = options.windowBits ?? 15;
     this.contextTakeover = options.contextTakeover ?? true;
     try {
@@ -162,11 +158,6 @@ export class MessageInflater {
     }
   }
 
-  /** The last inflated message (a view into native memory, valid until the next call). */
-  get output(): Uint8Array<ArrayBuffer> {
-    return this.scratch.view.subarray(0, this.outputLength);
-  }
-
   /** Why the last INFLATE_CORRUPT happened (zlib's message), "" otherwise. */
   get corruptReason(): string {
     return this.reason;
@@ -178,32 +169,9 @@ export class MessageInflater {
     return zlibBytes + (this.ownsScratch ? this.scratch.capacity : 0);
   }
 
-  /** Capacity of the output scratch buffer now. */
-  get scratchCapacity(): number {
-    return this.scratch.capacity;
-  }
-
   /** The largest scratch capacity ever reached (bounded by limit + 1). */
   get peakScratchCapacity(): number {
     return this.peakCapacity;
-  }
-
-  /** Frees its own scratch buffer (the last `output` becomes invalid); zlib's window stays. */
-  trimScratch(): void {
-    if (this.ownsScratch) this.scratch.free();
-    this.outputLength = 0;
-  }
-
-  get disposed(): boolean {
-    return this.isDisposed;
-  }
-
-  /** Frees zlib's state and the scratch; idempotent. `output` must not be used afterwards. */
-  dispose(): void {
-    if (this.isDisposed) return;
-    this.isDisposed = true;
-    this.stream.end();
-    this.trimScratch();
   }
 
   private succeed(length: number): number {
@@ -229,12 +197,6 @@ export class MessageInflater {
     const capacity = this.scratch.capacity;
     if (capacity === 0 || (capacity > SCRATCH_KEEP_BYTES && wanted * 2 <= capacity)) {
       this.grow(wanted);
-    }
-  }
-
-  private checkLive(): void {
-    if (this.isDisposed) {
-      throw new UsageError(ErrorCode.USE_AFTER_FREE, "MessageInflater used after dispose()");
     }
   }
 }
