@@ -280,11 +280,14 @@ export interface CompressionStats {
   readonly dedicatedCompressors: number;
   /** Sockets holding one to inflate with (a dedicated decompressor). */
   readonly dedicatedDecompressors: number;
-  /** Native bytes those sockets' streams hold (zlib state + output scratch). */
+  /** Native bytes those sockets' streams hold: zlib state (output memory is the server's). */
   readonly socketBytes: number;
   /** socketBytes / sockets, rounded: what a compressed socket costs on average. */
   readonly bytesPerSocket: number;
-  /** The server's shared streams (no context takeover): the same for 1 socket or 100,000. */
+  /**
+   * The server's shared streams (no context takeover) and the output memory every stream
+   * writes into: the same for 1 socket or 100,000.
+   */
   readonly sharedBytes: number;
   readonly messagesCompressed: number;
   readonly bytesBeforeCompression: number;

@@ -144,12 +144,12 @@ export class LoopScheduler {
     // A spell that ended in a wake-up is seen that much late (~20 µs through an eventfd,
     // more through epoll's parking thread): allow for it, or parked loops never learn that
     // a spin would pay.
-    const parked = this.parkedInSpell;
+    const longest = this.spinMaxMs * (this.parkedInSpell ? 1 + WAKE_ALLOWANCE_SHARE : 1);
     this.parkedInSpell = false;
     if (ms <= this.activeMs) {
       this.spinHits++;
       this.budgetMs = Math.max(this.budgetMs, this.activeMs); // a probe that paid: spin again
-    } else if (ms <= this.spinMaxMs * (parked ? 1 + WAKE_ALLOWANCE_SHARE : 1)) {
+    } else if (ms <= longest) {
       // Parked (or spun too briefly) where a longer spin would have caught it.
       this.budgetMs = Math.min(this.spinMaxMs, Math.max(this.spinStartMs, this.budgetMs * 2));
     } else {
@@ -160,7 +160,7 @@ export class LoopScheduler {
         this.budgetMs = half < this.spinStartMs ? 0 : half;
       }
     }
-    if (ms <= this.spinMaxMs * (parked ? 1 + WAKE_ALLOWANCE_SHARE : 1)) this.longInARow = 0;
+    if (ms <= longest) this.longInARow = 0;
     this.activeMs = this.budgetMs;
     if (this.budgetMs === 0 && this.spinMaxMs > 0 && ++this.spellsSinceProbe >= PROBE_EVERY) {
       this.spellsSinceProbe = 0;

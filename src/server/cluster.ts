@@ -19,9 +19,8 @@ import { allowedCpus, nodeOfCpu, pinThreadToCpu } from "../reactor/affinity.ts";
 import { closeSocket, reservePort } from "../reactor/sockets.ts";
 import { BusTable } from "./bus-table.ts";
 import { NO_COMPRESSION } from "./deflate-sessions.ts";
-import { PUBLISH_UNCOMPRESSED } from "./topics.ts";
 import { viewBytes } from "./outgoing-bytes.ts";
-import type { WorkerPubSubCounters } from "./topics.ts";
+import { peerOpcode, type WorkerPubSubCounters } from "./topics.ts";
 import { WorkerBus, type BusAssignment, type PeerLinks } from "./worker-bus.ts";
 
 /** What the main thread tells a worker. */
@@ -246,7 +245,7 @@ class Supervisor {
     if (typeof topic !== "string") throw new UsageError(ErrorCode.BAD_TOPIC, "a topic is a string");
     const text = typeof data === "string";
     const bytes = text ? Buffer.from(data, "utf8") : viewBytes(data);
-    const opcode = (text ? OPCODE_TEXT : OPCODE_BINARY) | (compress ? 0 : PUBLISH_UNCOMPRESSED);
+    const opcode = peerOpcode(text ? OPCODE_TEXT : OPCODE_BINARY, compress);
     const workers = this.bus.forward(topic, opcode, bytes, 0, bytes.length);
     if (workers === 0) return 0;
     this.published++;

@@ -61,9 +61,6 @@ export function zlibLoads(): boolean {
   return zlibChecked;
 }
 
-/** compress()'s "this socket gets no compressed messages" (its agreement says so). */
-export const NOT_COMPRESSED = -1;
-
 /** Distinct Sec-WebSocket-Extensions values remembered (clients send very few different ones). */
 const AGREEMENTS_CACHED = 64;
 
@@ -84,8 +81,6 @@ export class DeflateSessions {
   generation = 0;
   /** What the last compress() or inflate() produced (valid until the next call of either kind). */
   output: Uint8Array = new Uint8Array(0);
-  /** inflate()'s reason for INFLATE_CORRUPT. */
-  corruptReason = "";
   private readonly counters = {
     messagesCompressed: 0, bytesBeforeCompression: 0, bytesAfterCompression: 0,
     messagesInflated: 0, bytesBeforeInflation: 0, bytesAfterInflation: 0,
@@ -127,29 +122,19 @@ export class DeflateSessions {
     }
   }
 
-  /** Whether `conn` is sent compressed messages (negotiated, and the server compresses). */
-  compresses(conn: number): boolean {
-    return this.agreements[conn]?.serverCompresses === true;
-  }
-
-  /** True when `conn` compresses with the server's shared stream (no window of its own). */
-  sharesCompressor(conn: number): boolean {
-    return this.agreements[conn]?.serverNoContextTakeover === true;
-  }
-
-  /** The negotiated server window of `conn` (for the shared stream of that size). */
-  windowBitsOf(conn: number): number {
-    return this.agreements[conn]?.serverWindowBits ?? 15;
+  /** What an open connection agreed to (undefined: it did not negotiate the extension). */
+  agreementOf(conn: number): DeflateAgreement | undefined {
+    return this.agreements[conn];
   }
 
   /**
-   * Compresses data[start, end) for `conn`: the length of `output`, or NOT_COMPRESSED.
-   * With a dedicated compressor the socket's window now holds the message: the caller must
-   * deliver it or close the socket (a message the peer never sees desynchronises it).
+   * Compresses data[start, end) for `conn`, whose agreement lets the server compress: the
+   * length of `output`. With a dedicated compressor the socket's window now holds the
+   * message: the caller must deliver it or close the socket (a message the peer never sees
+   * desynchronises it).
    */
   compress(conn: number, data: Uint8Array, start: number, end: number): number {
-    const agreement = this.agreements[conn];
-    if (agreement === undefined || !agreement.serverCompresses) return NOT_COMPRESSED;
+    const agreement = this.agreements[conn]!;
     const deflater = agreement.serverNoContextTakeover
       ? this.sharedDeflater(agreement.serverWindowBits)
       : (this.streamsOf(conn).deflater ??= this.newDeflater(agreement.serverWindowBits, true));
@@ -171,10 +156,7 @@ export class DeflateSessions {
       ? (this.sharedInflater ??= this.newInflater(15, false))
       : (this.streamsOf(conn).inflater ??= this.newInflater(agreement.clientWindowBits, true));
     const length = inflater.inflate(data, start, end, limit);
-    if (length < 0) {
-      this.corruptReason = inflater.corruptReason;
-      return length;
-    }
+    if (length < 0) return length;
     this.output = inflater.output;
     const counters = this.counters;
     counters.messagesInflated++;

@@ -254,11 +254,11 @@ export class HandshakeState<T> extends HttpExchange<T> implements PooledHandshak
     try {
       const { headers, headerProtocol } = splitProtocolHeader(acceptance?.headers);
       protocol = selectProtocol(upgrade.protocols, acceptance?.protocol ?? headerProtocol) ?? "";
-      // Into the scratch buffer (send copies it); built only when it does not fit there.
       // A hook that answers Sec-WebSocket-Extensions itself owns the extension.
-      deflate = this.core.deflate === null || upgrade.extensions === "" || namesExtensions(headers) ? null
+      deflate = this.core.deflate === null || namesExtensions(headers) ? null
         : this.core.deflate.negotiate(upgrade.extensions);
       const extensions = deflate?.response;
+      // Into the scratch buffer (send copies it); built only when it does not fit there.
       response = RESPONSE_SCRATCH;
       length = write101Response(response, upgrade.key, protocol || undefined, headers, extensions);
       if (length < 0) {

@@ -14,14 +14,13 @@ export interface ReloadTarget<T> {
   readonly options: ResolvedOptions<T>;
 }
 
-// The caller's D is the sockets' data type it claims (Bun types reload the same way).
-
 function checkHook(name: string, hook: unknown): void {
   if (hook !== undefined && typeof hook !== "function") {
     throw new UsageError(ErrorCode.BAD_OPTION, `reload: ${name} must be a function`);
   }
 }
 
+/** `D`: the sockets' data type the caller's handlers claim (Bun types reload the same way). */
 export function reloadHandlers<T, D>(target: ReloadTarget<T>, given: ReloadOptions<D>): void {
   const options = given as unknown as ReloadOptions<T>;
   if (options === null || typeof options !== "object") {

@@ -14,7 +14,7 @@ import {
 import { ServerCore } from "./server-core.ts";
 import { reloadHandlers } from "./reload.ts";
 import { stopModeOf } from "./stop-mode.ts";
-import { checkTopic, PUBLISH_UNCOMPRESSED } from "./topics.ts";
+import { checkTopic } from "./topics.ts";
 import { WorkerBus } from "./worker-bus.ts";
 
 function createBackend<T>(options: ResolvedOptions<T>): Transport {
@@ -47,8 +47,7 @@ export function serve<T = undefined, _R extends string = string>(options: ServeO
         const topics = here.core.topics;
         topics.attachPeers(bus);
         // Another worker's publish: to this worker's subscribers only, never passed on.
-        bus.start((topic, opcode, payload, start, end) => void topics.deliver(topic,
-          opcode & ~PUBLISH_UNCOMPRESSED, payload, start, end, undefined, (opcode & PUBLISH_UNCOMPRESSED) === 0));
+        bus.start((topic, opcode, payload, start, end) => void topics.deliverFromPeer(topic, opcode, payload, start, end));
       }
       return here.server;
     }, bus);

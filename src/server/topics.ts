@@ -40,7 +40,12 @@ export function checkTopic(topic: string): string {
  * Set on the opcode a publish crosses to other workers with when its `compress` was false
  * (the bus carries the opcode byte as it is): those workers send it uncompressed too.
  */
-export const PUBLISH_UNCOMPRESSED = 0x80;
+const PUBLISH_UNCOMPRESSED = 0x80;
+
+/** The opcode byte a publish crosses to other workers with: its `compress` flag rides along. */
+export function peerOpcode(opcode: number, compress: boolean): number {
+  return compress ? opcode : opcode | PUBLISH_UNCOMPRESSED;
+}
 
 /** One published message, framed once, as every subscriber queues it. */
 export interface PublishedFrame {
@@ -216,7 +221,7 @@ export class Topics<S extends Subscriber> {
     except: S | undefined, compress = true): number {
     const local = this.deliver(name, opcode, payload, start, end, except, compress);
     const workers = this.peers === undefined ? 0
-      : this.peers.forward(name, compress ? opcode : opcode | PUBLISH_UNCOMPRESSED, payload, start, end);
+      : this.peers.forward(name, peerOpcode(opcode, compress), payload, start, end);
     if (local === 0 && workers === 0) return 0;
     this.counters.published++;
     if (local !== 0) return local;
@@ -276,6 +281,12 @@ export class Topics<S extends Subscriber> {
     if (queued === 0) return 0;
     if (backedUp) return -1;
     return length === 0 ? 1 : length;
+  }
+
+  /** Another worker's publish (its peerOpcode): to this worker's subscribers only. */
+  deliverFromPeer(name: string, wireOpcode: number, payload: Uint8Array, start: number, end: number): number {
+    return this.deliver(name, wireOpcode & ~PUBLISH_UNCOMPRESSED, payload, start, end, undefined,
+      (wireOpcode & PUBLISH_UNCOMPRESSED) === 0);
   }
 
   /**

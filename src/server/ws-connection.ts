@@ -27,7 +27,6 @@ import { COPY_MAX, isMessageView, messageBytes } from "./message-view.ts";
 import type { SocketHost } from "./hosts.ts";
 import { checkTopic, type PublishedFrame } from "./topics.ts";
 import { viewBytes } from "./outgoing-bytes.ts";
-import { NOT_COMPRESSED } from "./deflate-sessions.ts";
 import { INFLATE_TOO_BIG } from "./message-inflater.ts";
 
 /** Where text is encoded in the scratch buffer: room for the longest header in front. */
@@ -284,7 +283,8 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    */
   private sendFrame(opcode: number, payload: Uint8Array, start: number, end: number,
     compress: boolean | undefined): number {
-    const compressed = (this.sendState & DEFLATE) !== 0 && compress !== false;
+    const compressed = compress !== false && (this.sendState & DEFLATE) !== 0 &&
+      this.core.deflate!.agreementOf(this.conn)!.serverCompresses;
     return this.sendChecked(opcode, payload, start, end, null, undefined, compressed);
   }
 
@@ -303,13 +303,12 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
    * compressor) compresses it through that window, as a send.
    */
   private deliverCompressed(frame: PublishedFrame, topic: string): number {
-    const deflate = this.core.deflate!;
-    const conn = this.conn;
-    if (!deflate.compresses(conn)) return this.sendChecked(0, frame.payload, frame.start, frame.end, frame, topic, false);
-    if (!deflate.sharesCompressor(conn)) {
+    const agreement = this.core.deflate!.agreementOf(this.conn)!;
+    if (!agreement.serverCompresses) return this.sendChecked(0, frame.payload, frame.start, frame.end, frame, topic, false);
+    if (!agreement.serverNoContextTakeover) {
       return this.sendChecked(frame.header[0] & 0x0f, frame.payload, frame.start, frame.end, null, topic, true);
     }
-    const variant = this.core.topics.compressedFrame(frame, deflate.windowBitsOf(conn));
+    const variant = this.core.topics.compressedFrame(frame, agreement.serverWindowBits);
     return this.sendChecked(0, variant.payload, variant.start, variant.end, variant, topic, false);
   }
 
@@ -376,11 +375,6 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
     const core = this.core;
     const deflate = core.deflate!;
     const length = deflate.compress(this.conn, payload, start, end);
-    if (length === NOT_COMPRESSED) {
-      const queued = this.queueFrame(opcode, payload, start, end);
-      if (queued === -ENOBUFS && core.reclaimSendMemory(this)) return this.queueFrame(opcode, payload, start, end);
-      return queued;
-    }
     const scratch = core.scratch;
     const headerSize = writeFrameHeader(scratch, 0, opcode, true, true, length);
     const generation = deflate.generation;
@@ -389,8 +383,8 @@ export class WebSocketConnection<T> implements ServerWebSocket<T>, FrameSink {
       writeFrameHeader(scratch, 0, opcode, true, true, length); // scratch may have been reused
       queued = core.transport.sendPair(this.conn, scratch, 0, headerSize, deflate.output, 0, length);
     }
-    if (queued < 0 && !deflate.sharesCompressor(this.conn)) this.evict();
-    return queued < 0 ? (queued === -ENOBUFS ? -ENOBUFS - 1 : queued) : queued;
+    if (queued < 0 && !deflate.agreementOf(this.conn)!.serverNoContextTakeover) this.evict();
+    return queued;
   }
 
   /** Header + payload into the transport's queue: bytes queued or -errno (all or nothing). */
