@@ -23,6 +23,11 @@ const symbols = {
   munmap: { args: ["u64", "u64"], returns: "i32" },
   madvise: { args: ["u64", "u64", "i32"], returns: "i32" },
   memset: { args: ["u64", "i32", "u64"], returns: "u64" },
+  // The allocator, for native memory that is not worth a mapping (zlib's streams, zlib.ts).
+  malloc: { args: ["u64"], returns: "ptr" },
+  calloc: { args: ["u64", "u64"], returns: "ptr" },
+  realloc: { args: ["ptr", "u64"], returns: "ptr" },
+  free: { args: ["ptr"], returns: "void" },
   sched_setaffinity: { args: ["i32", "u64", "ptr"], returns: "i32" },
   sched_getaffinity: { args: ["i32", "u64", "ptr"], returns: "i32" },
   sched_getcpu: { args: [], returns: "i32" },

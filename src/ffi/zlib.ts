@@ -14,6 +14,7 @@
  * decodes with an 8-bit window: callers needing 8 may use 9 (test/zlib.test.ts checks it).
  */
 import { CString, dlopen, type Pointer } from "bun:ffi";
+import { libc } from "./libc.ts";
 import { arrayBufferAt } from "./memory.ts";
 
 // Return codes and flush values from zlib.h.
@@ -73,19 +74,9 @@ const zlibSymbols = {
   inflateSetDictionary: { args: ["ptr", "ptr", "u32"], returns: "i32" },
 } as const;
 
-// A zlib-local view of libc's allocator (src/ffi/libc.ts keeps to system calls).
-const heapSymbols = {
-  malloc: { args: ["u64"], returns: "ptr" },
-  calloc: { args: ["u64", "u64"], returns: "ptr" },
-  realloc: { args: ["ptr", "u64"], returns: "ptr" },
-  free: { args: ["ptr"], returns: "void" },
-} as const;
-
 type ZlibSymbols = ReturnType<typeof dlopen<typeof zlibSymbols>>["symbols"];
-type HeapSymbols = ReturnType<typeof dlopen<typeof heapSymbols>>["symbols"];
 
 let zlibOpened: ZlibSymbols | undefined;
-let heapOpened: HeapSymbols | undefined;
 /** "1.2.13\0": zlib checks only the major digit; stream_size is the real ABI check. */
 let versionString: Uint8Array | undefined;
 
@@ -109,31 +100,26 @@ export function zlibVersion(): string {
   return new CString(zlib().zlibVersion() as Pointer).toString();
 }
 
-function heapSymbolsOpened(): HeapSymbols {
-  if (heapOpened === undefined) heapOpened = dlopen("libc.so.6", heapSymbols).symbols;
-  return heapOpened;
-}
-
 /** libc malloc for buffers zlib (or a view) must reach across calls. Throws when out of memory. */
 export const heap = {
   malloc(bytes: number): number {
-    const address = Number(heapSymbolsOpened().malloc(bytes) ?? 0);
+    const address = Number(libc().malloc(bytes) ?? 0);
     if (address === 0) throw new ZlibError("malloc", Z_MEM_ERROR, `${bytes} bytes`);
     return address;
   },
   calloc(bytes: number): number {
-    const address = Number(heapSymbolsOpened().calloc(1, bytes) ?? 0);
+    const address = Number(libc().calloc(1, bytes) ?? 0);
     if (address === 0) throw new ZlibError("calloc", Z_MEM_ERROR, `${bytes} bytes`);
     return address;
   },
   /** Keeps the first min(old, bytes) bytes; the old address is invalid afterwards. */
   realloc(address: number, bytes: number): number {
-    const moved = Number(heapSymbolsOpened().realloc(address as Pointer, bytes) ?? 0);
+    const moved = Number(libc().realloc(address as Pointer, bytes) ?? 0);
     if (moved === 0) throw new ZlibError("realloc", Z_MEM_ERROR, `${bytes} bytes`);
     return moved;
   },
   free(address: number): void {
-    if (address !== 0) heapSymbolsOpened().free(address as Pointer);
+    if (address !== 0) libc().free(address as Pointer);
   },
 };
 
