@@ -52,7 +52,8 @@ export interface UringTransportOptions extends TransportOptions {
   /**
    * Use SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them (6.1+); default false: with
    * it a parked ring woke ~14 ms late on kernel 6.18 (p50 of an echo after a quiet 50 ms:
-   * 13.8 ms, against 0.5 ms without), and full-load echo was no faster (measured A/B).
+   * 13.8 ms, against 0.5 ms without). Measured A/B: plain full-load echo no faster with it,
+   * zlib-bound compressed echo ~28% faster (bench/RESULTS.md).
    */
   deferTaskrun?: boolean;
   /**
