@@ -52,8 +52,11 @@ export interface UringTransportOptions extends TransportOptions {
   /**
    * Use SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them (6.1+); default false: with
    * it a parked ring woke ~14 ms late on kernel 6.18 (p50 of an echo after a quiet 50 ms:
-   * 13.8 ms, against 0.5 ms without). Measured A/B: plain full-load echo no faster with it,
-   * zlib-bound compressed echo ~28% faster (bench/RESULTS.md).
+   * 13.8 ms, against 0.5 ms without). The kernel queues the deferred work at once but
+   * signals the registered eventfd 12–19 ms later, and only the ring's submitter blocking in
+   * io_uring_enter is woken sooner, which Bun's thread cannot do (test/tools/
+   * defer-taskrun-wake.c shows it in C). Measured A/B: plain full-load echo no faster with
+   * it, zlib-bound compressed echo ~28% faster (bench/RESULTS.md).
    */
   deferTaskrun?: boolean;
   /**
