@@ -80,6 +80,29 @@ suite("io_uring ring", () => {
     }
   });
 
+  test("with TASKRUN_FLAG, a GETEVENTS enter with nothing to submit or run makes no syscall", () => {
+    const ring = new UringRing({ entries: 8, deferTaskrun: false });
+    const sqe = new SqeWriter(ring);
+    const internals = ring as unknown as { calls: { enter: (...args: unknown[]) => number } };
+    const calls = internals.calls;
+    let entered = 0;
+    internals.calls = { ...calls, enter: (...args: unknown[]) => (entered++, calls.enter(...args)) };
+    try {
+      // Kernel 5.19+ accepts it (with COOP_TASKRUN); older kernels enter every time.
+      expect(ring.taskrunFlagged).toBe((ring.flags & abi.IORING_SETUP_TASKRUN_FLAG) !== 0);
+      sqe.prepNop(ring.getSqe(), 1, 0);
+      expect(ring.enter(0, true)).toBe(1); // something to submit: a syscall
+      expect(entered).toBe(1);
+      expect(ring.readyCount()).toBe(1); // a NOP completes inline
+      ring.advanceCq(1);
+      expect(ring.hasWorkToReap()).toBe(false);
+      expect(ring.enter(0, true)).toBe(0);
+      expect(entered).toBe(ring.taskrunFlagged ? 1 : 2);
+    } finally {
+      ring.close();
+    }
+  });
+
   test("TIMEOUT fires after its timespec; ASYNC_CANCEL cancels a pending one", () => {
     const region = MemoryRegion.allocate(4096, { hugepages: "off" });
     const ring = new UringRing({ entries: 8 });

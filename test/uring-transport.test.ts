@@ -228,6 +228,29 @@ suite("io_uring transport", () => {
     expect(times[5]).toBeLessThan(5); // the median, ms
   });
 
+  test("a park is not woken by the completions its own turns reaped: one park per quiet echo", async () => {
+    // Each batch of completions signals the eventfd, also the sends a turn submitted and
+    // reaped itself; before the drain, every echo after a quiet spell parked twice.
+    const transport = create({ spinMicros: 0 });
+    const { port } = echoServer(transport);
+    let echoed = () => {};
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data: () => echoed() } });
+    await Bun.sleep(20);
+    const rounds = 20;
+    const parksBefore = transport.stats().parks;
+    for (let i = 0; i < rounds; i++) {
+      await withTimeout(new Promise<void>((resolve) => {
+        echoed = resolve;
+        socket.write("x");
+      }), 2000, "the echo");
+      await Bun.sleep(10); // quiet: the loop parks
+    }
+    const parks = transport.stats().parks - parksBefore;
+    socket.end();
+    expect(parks).toBeGreaterThanOrEqual(rounds);
+    expect(parks).toBeLessThanOrEqual(rounds * 1.25);
+  });
+
   test("receive memory is given back after a quiet second, and traffic after it is intact", async () => {
     const transport = create({ hugepages: "off", recvBufferCount: 256, recvBufferSize: 32 * 1024 });
     const { port } = echoServer(transport);
