@@ -231,6 +231,13 @@ export interface ServeOptions<T = undefined> {
    */
   poisonMessageViews?: boolean;
   /**
+   * After a burst of 512 handshakes or more, once a second passes with no handshake and
+   * little traffic, ask Bun to give back what warming up cost (Bun.shrink(): compiled code
+   * is discarded and recompiled as it runs again, free allocator memory goes back to the
+   * OS). At most once per 512 handshakes and per 30 s. Default true.
+   */
+  shrinkWhenIdle?: boolean;
+  /**
    * Passed to the transport: buffer sizes and counts, hugepages, NUMA node, and backend
    * knobs such as io_uring's `ringEntries`, `spinMicros`, `zeroCopyThreshold`.
    */
@@ -266,6 +273,8 @@ export interface ServerStats {
    * of it: clients that do not read, seen from the others' side.
    */
   readonly evictions: number;
+  /** Times the server asked Bun to give back warm-up memory (see shrinkWhenIdle). */
+  readonly idleShrinks: number;
   /** Pub/sub: topics with subscribers now, and publishes, deliveries and drops so far. */
   readonly pubsub: PubSubStats;
   /** permessage-deflate: zlib memory now and bytes through it so far (zeros when it is off). */

@@ -471,6 +471,7 @@ export function sumStats(reports: ServerStats[], own?: { published: number } & W
     protocolErrors: sum(reports, (s) => s.protocolErrors),
     idleTimeouts: sum(reports, (s) => s.idleTimeouts),
     evictions: sum(reports, (s) => s.evictions),
+    idleShrinks: sum(reports, (s) => s.idleShrinks),
     pubsub,
     compression: sumCompression(reports.map((report) => report.compression)),
     transport,

@@ -34,6 +34,8 @@ export interface ResolvedOptions<T> {
   deflate: DeflateConfig | null;
   poisonMessageViews: boolean;
   transport: Record<string, unknown>;
+  /** Bun.shrink() once quiet after a burst of handshakes (idle-shrink.ts). */
+  shrinkWhenIdle: boolean;
   /** How often timeouts are checked: a quarter of the shortest timeout, 50 ms to 1 s. */
   tickMs: number;
 }
@@ -122,6 +124,7 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
     websocket: options.websocket,
     deflate: resolveDeflate(options.websocket.perMessageDeflate),
     poisonMessageViews: options.poisonMessageViews ?? false,
+    shrinkWhenIdle: options.shrinkWhenIdle ?? true,
     transport: { ...(options.transport ?? {}) },
     tickMs: Math.max(50, Math.min(1000, Math.floor(shortest / 4))),
   };

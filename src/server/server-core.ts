@@ -15,6 +15,7 @@ import { HttpRequestParser } from "../protocol/http-request-parser.ts";
 import { FetchUpgrades } from "./fetch-upgrades.ts";
 import { isStronger, type StopMode } from "./stop-mode.ts";
 import { HandshakeState } from "./handshake-flow.ts";
+import { IdleShrink } from "./idle-shrink.ts";
 import { encodeText, viewBytes } from "./outgoing-bytes.ts";
 import { Topics, type PublishedFrame, type Subscriber } from "./topics.ts";
 import { grown, initialCapacity } from "../pool/grown-array.ts";
@@ -89,6 +90,8 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   /** The Server serve() made around this core (handed to `fetch`). */
   server: Server | undefined = undefined;
   readonly fetchUpgrades = new FetchUpgrades();
+  /** Gives warm-up memory back after a burst of handshakes (null: shrinkWhenIdle off). */
+  private readonly idleShrink: IdleShrink | null;
 
   constructor(
     readonly transport: Transport,
@@ -115,6 +118,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
     this.pinged = new Uint8Array(slots);
     this.now = clock.now();
     this.stopTicking = clock.every(options.tickMs, () => this.tick());
+    this.idleShrink = options.shrinkWhenIdle ? new IdleShrink(clock, () => this.counters.messagesIn) : null;
   }
 
   // ------------------------------------------------------------ transport events
@@ -241,6 +245,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
     this.lastActivity[conn] = this.now;
     this.pinged[conn] = 0;
     this.activity.pushTail(conn);
+    this.idleShrink?.handshake();
     const open = this.handlers.open;
     if (open) this.invoke(socket, open);
     // Frames the client sent right behind its handshake.
@@ -450,6 +455,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
     if (this.liveConnections > 0) await new Promise<void>((resolve) => (this.whenEmpty = resolve));
     clearTimeout(this.backstop);
     this.stopTicking();
+    this.idleShrink?.dispose();
     await this.transport.dispose();
     this.messageBuffers.dispose(); // after the transport: it may have read loans until now
     this.deflate?.dispose();
@@ -482,6 +488,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
   /** The thread is exiting: free everything now (see Transport.closeNow). */
   abandon(): void {
     this.stopTicking();
+    this.idleShrink?.dispose();
     this.transport.closeNow();
     this.messageBuffers.dispose();
     this.deflate?.dispose();
@@ -514,6 +521,7 @@ export class ServerCore<T> implements TransportHandler, SocketHost<T>, Handshake
       protocolErrors: this.counters.protocolErrors,
       idleTimeouts: this.counters.idleTimeouts,
       evictions: this.counters.evictions,
+      idleShrinks: this.idleShrink?.count ?? 0,
       pubsub: this.topics.stats(),
       compression: this.deflate?.stats() ?? NO_COMPRESSION,
       transport,
