@@ -1,6 +1,7 @@
 /**
  * Memory per idle WebSocket connection, each server in a fresh process per run: hioload-ws
- * on each backend (io_uring, epoll, bun) and Bun.serve, runs alternated between servers.
+ * on each backend (io_uring, epoll, bun; io_uring and epoll also with `shrinkWhenIdle`) and
+ * Bun.serve, runs alternated between servers.
  * A run reads the server's RSS, opens --conns connections with the C wsload (upgrade, then
  * one 16 B message per connection every 100 s: idle), and reads the RSS again once all are
  * open ("open") and after --seconds of idleness ("settled": handshake garbage collected or
@@ -31,10 +32,13 @@ if (wsload === undefined) {
 
 interface Spec { name: string; cmd: string[] }
 const echo = join(repositoryRoot, "examples/echo.ts");
-const withBackend = (backend: string) => ["/usr/bin/env", `HIOLOAD_BACKEND=${backend}`, process.execPath, echo];
+const withBackend = (backend: string, shrink = false) => ["/usr/bin/env", `HIOLOAD_BACKEND=${backend}`,
+  `SHRINK_WHEN_IDLE=${shrink ? 1 : 0}`, process.execPath, echo];
 const specs: Spec[] = [
   { name: "hioload-ws (io_uring)", cmd: withBackend("io_uring") },
+  { name: "hioload-ws (io_uring) shrinkWhenIdle", cmd: withBackend("io_uring", true) },
   { name: "hioload-ws (epoll)", cmd: withBackend("epoll") },
+  { name: "hioload-ws (epoll) shrinkWhenIdle", cmd: withBackend("epoll", true) },
   { name: "hioload-ws (bun)", cmd: withBackend("bun") },
   { name: "Bun.serve", cmd: [process.execPath, join(repositoryRoot, "bench/servers/bun-serve-echo.ts")] },
 ].filter((s) => values.servers === undefined || values.servers.split(",").includes(s.name));

@@ -3,6 +3,8 @@
  * Echoes text and binary; Ctrl-C (SIGINT) or SIGTERM shuts down gracefully (close 1001 to
  * every client, wait for their answers, flush) and exits 0.
  *
+ * SHRINK_WHEN_IDLE=1 gives back the JIT's warm-up memory once quiet after a burst of
+ * connections (the shrinkWhenIdle option).
  * THREADS=auto (or a number) runs one pinned io_uring reactor per CPU in worker threads;
  * each worker re-runs this module, so only the main thread prints and handles signals.
  */
@@ -15,6 +17,7 @@ const threads = process.env.THREADS === "auto" ? "auto" : Number(process.env.THR
 const server = serve({
   port,
   threads,
+  shrinkWhenIdle: process.env.SHRINK_WHEN_IDLE === "1",
   websocket: {
     // `message` is a string for text, or a Buffer for binary (from 129 bytes a view into
     // pool memory, valid during this call): send() queues its bytes, so echoing is safe.

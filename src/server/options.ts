@@ -124,7 +124,7 @@ export function resolveOptions<T>(options: ServeOptions<T>): ResolvedOptions<T> 
     websocket: options.websocket,
     deflate: resolveDeflate(options.websocket.perMessageDeflate),
     poisonMessageViews: options.poisonMessageViews ?? false,
-    shrinkWhenIdle: options.shrinkWhenIdle ?? true,
+    shrinkWhenIdle: options.shrinkWhenIdle ?? false,
     transport: { ...(options.transport ?? {}) },
     tickMs: Math.max(50, Math.min(1000, Math.floor(shortest / 4))),
   };

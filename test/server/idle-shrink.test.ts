@@ -102,7 +102,7 @@ describe("shrinkWhenIdle in the server", () => {
   };
 
   test("a burst of handshakes, then quiet: stats count one shrink", async () => {
-    const harness = startFakeServer();
+    const harness = startFakeServer({ shrinkWhenIdle: true });
     const clients = await burst(harness);
     expect(harness.server.stats().idleShrinks).toBe(0);
     harness.clock.advance(QUIET_MS + CHECK_MS);
@@ -114,8 +114,8 @@ describe("shrinkWhenIdle in the server", () => {
     expect(clients[0].messages()[0].text).toBe("after the shrink");
   });
 
-  test("shrinkWhenIdle: false never shrinks", async () => {
-    const harness = startFakeServer({ shrinkWhenIdle: false });
+  test("off by default: never shrinks", async () => {
+    const harness = startFakeServer();
     await burst(harness);
     harness.clock.advance(QUIET_MS + CHECK_MS);
     expect(harness.server.stats().idleShrinks).toBe(0);
