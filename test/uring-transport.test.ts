@@ -32,6 +32,13 @@ if (!skipReason) {
       recvBufferCount: 256, sendChunkCount: 1024 }),
     createWith: (options) => new UringTransport({ initialConnections: 2, ...options }),
   });
+  // deferTaskrun stays an option (off by default: slow wake-ups on 6.18): it must work.
+  runTransportContract({
+    name: "io_uring, deferTaskrun",
+    create: () => new UringTransport({ maxConnections: 1024, recvBufferCount: 256,
+      sendChunkCount: 1024, deferTaskrun: true }),
+    createWith: (options) => new UringTransport({ deferTaskrun: true, ...options }),
+  });
 }
 
 const live: UringTransport[] = [];
