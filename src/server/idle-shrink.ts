@@ -6,7 +6,7 @@
  * alone (Bun.gc(true)) gives almost none of it back; Bun.shrink() does: it discards compiled
  * code (recompiled as it runs again), collects, and returns free allocator memory to the OS.
  * Measured on Bun 1.4.5, 5,000 idle connections, epoll: 1.8 → 1.2 KiB per connection
- * (bench/idle-memory-notes.md).
+ * (bench/RESULTS.md, "Performance round two").
  *
  * Bounded so that it never costs at load: at most once per MIN_HANDSHAKES handshakes and
  * once per MIN_INTERVAL_MS, only after QUIET_MS without a handshake and with fewer than
