@@ -72,7 +72,7 @@ export class RawClient {
   }
 
   /** Connects and upgrades; resolves once the 101 is in (rejects on refusal or timeout). */
-  static async open(port: number, events: RawClientEvents = {}, timeoutMs = 10_000): Promise<RawClient> {
+  static async open(port: number, events: RawClientEvents = {}, timeoutMs = 10_000, path = "/"): Promise<RawClient> {
     const client = new RawClient(port, events);
     const upgraded = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("no 101 within the timeout")), timeoutMs);
@@ -95,7 +95,7 @@ export class RawClient {
     });
     client.socket.setNoDelay(true);
     client.localPort = client.socket.localPort;
-    client.write(upgradeRequest("127.0.0.1", port));
+    client.write(upgradeRequest("127.0.0.1", port, path));
     await upgraded;
     return client;
   }
