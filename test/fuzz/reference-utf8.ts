@@ -1,0 +1,30 @@
+/**
+ * Slow reference UTF-8 validator written from the RFC 3629 §4 byte-range table, one
+ * sequence shape per row, so it can be checked by eye against the RFC.
+ */
+const ROWS: ReadonlyArray<ReadonlyArray<readonly [number, number]>> = [
+  [[0x00, 0x7f]],
+  [[0xc2, 0xdf], [0x80, 0xbf]],
+  [[0xe0, 0xe0], [0xa0, 0xbf], [0x80, 0xbf]],
+  [[0xe1, 0xec], [0x80, 0xbf], [0x80, 0xbf]],
+  [[0xed, 0xed], [0x80, 0x9f], [0x80, 0xbf]],
+  [[0xee, 0xef], [0x80, 0xbf], [0x80, 0xbf]],
+  [[0xf0, 0xf0], [0x90, 0xbf], [0x80, 0xbf], [0x80, 0xbf]],
+  [[0xf1, 0xf3], [0x80, 0xbf], [0x80, 0xbf], [0x80, 0xbf]],
+  [[0xf4, 0xf4], [0x80, 0x8f], [0x80, 0xbf], [0x80, 0xbf]],
+];
+
+export function referenceIsValidUtf8(bytes: Uint8Array): boolean {
+  let i = 0;
+  outer: while (i < bytes.length) {
+    for (const row of ROWS) {
+      if (i + row.length > bytes.length) continue;
+      if (row.every(([low, high], k) => bytes[i + k]! >= low && bytes[i + k]! <= high)) {
+        i += row.length;
+        continue outer;
+      }
+    }
+    return false;
+  }
+  return true;
+}
