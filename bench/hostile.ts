@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 import { writeControlFrame, writeFrame } from "../src/protocol/frame-writer.ts";
 import { describeMachine, machine } from "./support/report.ts";
 import { deadline, echoServers, ServerProcess } from "./support/server-process.ts";
-import { upgradeRequest } from "./support/ws-client.ts";
+import { frameBlock, RawClient } from "./support/ws-client.ts";
 
 const { values } = parseArgs({ options: { only: { type: "string" }, wait: { type: "string", default: "20" }, after: { type: "string", default: "3" } } });
 const waitMs = Number(values.wait) * 1000;
@@ -86,46 +86,12 @@ class Peer {
     resolve?.();
   }
 
-  pause(): void {
-    this.socket.pause();
-  }
-
   close(): void {
     this.socket.terminate();
   }
 
   text(): string {
     return new TextDecoder().decode(this.received.subarray(0, 200));
-  }
-
-  /** Upgrades and waits for the 101 (false when it does not come). */
-  async upgrade(port: number): Promise<boolean> {
-    await this.write(upgradeRequest("127.0.0.1", port));
-    return await until(() => this.text().includes("\r\n\r\n")) && this.text().startsWith("HTTP/1.1 101");
-  }
-
-  /** The code of the first close frame the server sent after its 101, -1 when none. */
-  closeCode(): number {
-    const text = new TextDecoder("latin1").decode(this.received);
-    let at = text.indexOf("\r\n\r\n");
-    if (at < 0) return -1;
-    at += 4;
-    const bytes = this.received;
-    while (at + 2 <= bytes.length) {
-      const opcode = bytes[at] & 0x0f;
-      let length = bytes[at + 1] & 0x7f;
-      let header = 2;
-      if (length === 126) {
-        length = (bytes[at + 2] << 8) | bytes[at + 3];
-        header = 4;
-      } else if (length === 127) {
-        length = Number(new DataView(bytes.buffer, bytes.byteOffset + at + 2, 8).getBigUint64(0));
-        header = 10;
-      }
-      if (opcode === 0x8) return length >= 2 ? (bytes[at + header] << 8) | bytes[at + header + 1] : 1005;
-      at += header + length;
-    }
-    return -1;
   }
 }
 
@@ -149,6 +115,15 @@ type Scenario = (port: number) => Promise<Outcome>;
 const ending = (peer: Peer, extra: string) =>
   peer.ended === "open" ? `still open after ${values.wait} s${extra}` : `${extra}${extra ? ", " : ""}${peer.ended}`;
 const statusOf = (peer: Peer) => peer.text().split("\r\n")[0] || "no answer";
+
+/** How an upgraded client's connection ended, once `until` saw a close frame or an end. */
+function wsOutcome(client: RawClient, started: number): Outcome {
+  const ms = performance.now() - started;
+  const ended = client.ending;
+  client.terminate();
+  if (client.closeCode < 0 && ended === "open") return { ending: `still open after ${values.wait} s`, ms };
+  return { ending: `close ${client.closeCode}${ended === "open" ? "" : `, ${ended}`}`, ms };
+}
 
 const scenarios: Record<string, Scenario> = {
   async silent(port) {
@@ -183,47 +158,36 @@ const scenarios: Record<string, Scenario> = {
     return { ending: ending(peer, statusOf(peer)), ms: (peer.endedAt || performance.now()) - started };
   },
   async "absurd length"(port) {
-    const peer = await Peer.connect(port);
-    if (!(await peer.upgrade(port))) return { ending: "no 101", ms: 0 };
+    const client = await RawClient.open(port);
     const started = performance.now();
-    const header = new Uint8Array([0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4]);
-    await peer.write(header);
-    await until(() => peer.ended !== "open" || peer.closeCode() >= 0);
-    peer.close();
-    return { ending: ending(peer, `close ${peer.closeCode()}`), ms: (peer.endedAt || performance.now()) - started };
+    client.write(new Uint8Array([0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4]));
+    await until(() => client.ending !== "open" || client.closeCode >= 0);
+    return wsOutcome(client, started);
   },
   async "fragment flood"(port) {
-    const peer = await Peer.connect(port);
-    if (!(await peer.upgrade(port))) return { ending: "no 101", ms: 0 };
+    const client = await RawClient.open(port);
     const started = performance.now();
     const kib = new Uint8Array(1024).fill(7);
-    await peer.write(maskedFrame(0x2, false, kib));
-    const continuation = maskedFrame(0x0, false, kib);
-    const block = new Uint8Array(continuation.length * 256);
-    for (let i = 0; i < 256; i++) block.set(continuation, i * continuation.length);
-    for (let sent = 0; sent < 64 * 1024 && peer.ended === "open" && peer.closeCode() < 0 &&
-      performance.now() - started < waitMs; sent += 256) {
-      await Promise.race([peer.write(block), Bun.sleep(2000)]);
-    }
-    await until(() => peer.ended !== "open" || peer.closeCode() >= 0, 2000);
-    peer.close();
-    return { ending: ending(peer, `close ${peer.closeCode()}`), ms: (peer.endedAt || performance.now()) - started };
+    client.write(maskedFrame(0x2, false, kib));
+    const block = frameBlock(maskedFrame(0x0, false, kib), 256);
+    const flood = client.pump(block, 64 * 1024 * 1024);
+    await until(() => client.ending !== "open" || client.closeCode >= 0);
+    client.stopPump();
+    await flood;
+    return wsOutcome(client, started);
   },
   async "ping flood"(port) {
-    const peer = await Peer.connect(port);
-    if (!(await peer.upgrade(port))) return { ending: "no 101", ms: 0 };
-    peer.pause();
+    const client = await RawClient.open(port);
+    client.pause();
     const started = performance.now();
     const ping = new Uint8Array(125 + 14);
     const one = ping.subarray(0, writeControlFrame(ping, 0, 0x9, new Uint8Array(125), 0, 125, MASK));
-    const block = new Uint8Array(one.length * 1000);
-    for (let i = 0; i < 1000; i++) block.set(one, i * one.length);
-    for (let sent = 0; sent < 200 && peer.ended === "open" && performance.now() - started < waitMs; sent++) {
-      await Promise.race([peer.write(block), Bun.sleep(2000)]);
-    }
+    const block = frameBlock(one, 1000);
+    await Promise.race([client.pump(block, 200 * block.length), Bun.sleep(waitMs)]);
     const ms = performance.now() - started;
-    peer.close();
-    return { ending: peer.ended === "open" ? "open (pongs unread)" : peer.ended, ms };
+    client.stopPump();
+    client.terminate();
+    return { ending: client.ending === "open" ? "open (pongs unread)" : client.ending, ms };
   },
 };
 
